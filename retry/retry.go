@@ -134,11 +134,14 @@ func Do[T any](ctx context.Context, p Policy, fn func(context.Context) (T, error
 		}
 		return v, nil
 	}
-	return retrying(ctx, &p, fn, start, v, err)
+	// p goes by value: taking its address here would move it to the heap
+	// on every call, including those that succeed at once.
+	return retrying(ctx, p, fn, start, v, err)
 }
 
 // retrying is the slow path of Do, entered after the first failure.
-func retrying[T any](ctx context.Context, p *Policy, fn func(context.Context) (T, error), start time.Time, v T, err error) (T, error) {
+func retrying[T any](ctx context.Context, pv Policy, fn func(context.Context) (T, error), start time.Time, v T, err error) (T, error) {
+	p := &pv
 	var l loop
 	l.init(p, start)
 	for attempt := 1; ; attempt++ {
