@@ -1,7 +1,6 @@
 package retry
 
 import (
-	"fmt"
 	"math"
 	"sync/atomic"
 )
@@ -47,13 +46,14 @@ type Budget struct {
 // retry and holds at most maxTokens tokens. A zero ratio means
 // DefaultBudgetRatio (0.1) and a zero maxTokens means DefaultBudgetMax (10).
 // ratio must be in [0.000001, 1] and maxTokens in [1, 1000000]; otherwise
-// NewBudget returns an error naming the argument.
+// NewBudget returns an error that wraps ErrInvalidSettings and names the
+// argument.
 func NewBudget(ratio float64, maxTokens int) (*Budget, error) {
 	if ratio != 0 && !(ratio >= 1.0/tokenUnit && ratio <= 1) {
-		return nil, fmt.Errorf("retry: NewBudget ratio must be in [0.000001,1], got %v", ratio)
+		return nil, invalid("NewBudget ratio must be in [0.000001,1], got %v", ratio)
 	}
 	if maxTokens < 0 || maxTokens > 1_000_000 {
-		return nil, fmt.Errorf("retry: NewBudget maxTokens must be in [1,1000000], got %d", maxTokens)
+		return nil, invalid("NewBudget maxTokens must be in [1,1000000], got %d", maxTokens)
 	}
 	b := &Budget{}
 	if ratio != 0 {

@@ -76,7 +76,7 @@ func TestNewBudgetNamesTheArgument(t *testing.T) {
 	for _, tt := range tests {
 		t.Run("rejects "+tt.name, func(t *testing.T) {
 			b, err := retry.NewBudget(tt.ratio, tt.maxTokens)
-			require.Error(t, err)
+			require.ErrorIs(t, err, retry.ErrInvalidSettings)
 			assert.Nil(t, b, "NewBudget(%v, %v) budget", tt.ratio, tt.maxTokens)
 			assert.Contains(t, err.Error(), tt.arg)
 		})

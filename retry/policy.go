@@ -1,6 +1,7 @@
 package retry
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"time"
@@ -78,26 +79,36 @@ type Policy struct {
 	Rand func() float64
 }
 
-// Validate reports whether p is usable. The error names the offending field.
+// ErrInvalidSettings is wrapped by the errors that Policy.Validate,
+// NewBudget and NewThrottle return for settings they cannot use. The message
+// names the offending field or argument.
+var ErrInvalidSettings = errors.New("retry: invalid settings")
+
+func invalid(format string, args ...any) error {
+	return fmt.Errorf("%w: "+format, append([]any{ErrInvalidSettings}, args...)...)
+}
+
+// Validate reports whether p is usable. The error wraps ErrInvalidSettings
+// and names the offending field.
 func (p Policy) Validate() error { return p.validate() }
 
 func (p *Policy) validate() error {
 	switch {
 	case p.MaxAttempts < 0:
-		return fmt.Errorf("retry: Policy.MaxAttempts must be >= 0, got %d", p.MaxAttempts)
+		return invalid("Policy.MaxAttempts must be >= 0, got %d", p.MaxAttempts)
 	case p.InitialInterval < 0:
-		return fmt.Errorf("retry: Policy.InitialInterval must be >= 0, got %v", p.InitialInterval)
+		return invalid("Policy.InitialInterval must be >= 0, got %v", p.InitialInterval)
 	case p.MaxInterval < 0:
-		return fmt.Errorf("retry: Policy.MaxInterval must be >= 0, got %v", p.MaxInterval)
+		return invalid("Policy.MaxInterval must be >= 0, got %v", p.MaxInterval)
 	case p.Multiplier != 0 && !(p.Multiplier >= 1 && p.Multiplier <= math.MaxFloat64):
-		return fmt.Errorf("retry: Policy.Multiplier must be >= 1 and finite, got %v", p.Multiplier)
+		return invalid("Policy.Multiplier must be >= 1 and finite, got %v", p.Multiplier)
 	case !(p.Jitter >= 0 && p.Jitter <= 1):
-		return fmt.Errorf("retry: Policy.Jitter must be in [0,1], got %v", p.Jitter)
+		return invalid("Policy.Jitter must be in [0,1], got %v", p.Jitter)
 	case p.MaxElapsed < 0:
-		return fmt.Errorf("retry: Policy.MaxElapsed must be >= 0, got %v", p.MaxElapsed)
+		return invalid("Policy.MaxElapsed must be >= 0, got %v", p.MaxElapsed)
 	}
 	if p.maxInterval() < p.initialInterval() {
-		return fmt.Errorf("retry: Policy.MaxInterval must be >= InitialInterval (%v), got %v",
+		return invalid("Policy.MaxInterval must be >= InitialInterval (%v), got %v",
 			p.initialInterval(), p.maxInterval())
 	}
 	return nil

@@ -39,7 +39,7 @@ type Error struct {
 
 // Error describes the failure, the number of attempts and the last error.
 func (e *Error) Error() string {
-	if e.stop != nil {
+	if e.stop != nil && e.stop != e.Err {
 		return fmt.Sprintf("retry: gave up after %d attempts (%v): %v", e.Attempts, e.stop, e.Err)
 	}
 	return fmt.Sprintf("retry: gave up after %d attempts: %v", e.Attempts, e.Err)

@@ -292,7 +292,7 @@ func TestValidateNamesTheField(t *testing.T) {
 	for _, tt := range tests {
 		t.Run("rejects a bad "+tt.field, func(t *testing.T) {
 			err := tt.p.Validate()
-			require.Error(t, err)
+			require.ErrorIs(t, err, retry.ErrInvalidSettings)
 			assert.Contains(t, err.Error(), "Policy."+tt.field)
 			called := false
 			_, derr := retry.Do(context.Background(), tt.p, func(context.Context) (int, error) {

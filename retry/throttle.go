@@ -1,7 +1,6 @@
 package retry
 
 import (
-	"fmt"
 	"math/rand/v2"
 	"sync"
 	"time"
@@ -74,14 +73,14 @@ type throttleBucket struct {
 	accepts  int64
 }
 
-// NewThrottle returns a Throttle with settings s, or an error naming the
-// invalid field.
+// NewThrottle returns a Throttle with settings s, or an error that wraps
+// ErrInvalidSettings and names the invalid field.
 func NewThrottle(s ThrottleSettings) (*Throttle, error) {
 	if s.K != 0 && !(s.K >= 1 && s.K < 1e300) {
-		return nil, fmt.Errorf("retry: ThrottleSettings.K must be >= 1 and finite, got %v", s.K)
+		return nil, invalid("ThrottleSettings.K must be >= 1 and finite, got %v", s.K)
 	}
 	if s.Window != 0 && s.Window < time.Second {
-		return nil, fmt.Errorf("retry: ThrottleSettings.Window must be at least 1s, got %v", s.Window)
+		return nil, invalid("ThrottleSettings.Window must be at least 1s, got %v", s.Window)
 	}
 	return &Throttle{k: s.K, window: s.Window, rand: s.Rand}, nil
 }

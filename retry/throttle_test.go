@@ -116,7 +116,7 @@ func TestNewThrottleNamesTheField(t *testing.T) {
 	for _, tt := range tests {
 		t.Run("rejects "+tt.name, func(t *testing.T) {
 			th, err := retry.NewThrottle(tt.s)
-			require.Error(t, err)
+			require.ErrorIs(t, err, retry.ErrInvalidSettings)
 			assert.Nil(t, th, "NewThrottle(%+v) throttle", tt.s)
 			assert.Contains(t, err.Error(), "ThrottleSettings."+tt.field)
 		})
