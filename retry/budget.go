@@ -7,8 +7,8 @@ import (
 
 // Defaults used by NewBudget for zero arguments and by the zero Budget.
 const (
-	DefaultBudgetRatio = 0.1
-	DefaultBudgetMax   = 10
+	DefaultBudgetRatio = 0.1 // tokens deposited per successful call
+	DefaultBudgetMax   = 10  // tokens a full Budget holds
 )
 
 // tokenUnit is one token in the fixed-point representation of a Budget.

@@ -9,11 +9,11 @@ import (
 
 // Defaults used for zero fields of a Policy.
 const (
-	DefaultMaxAttempts     = 3
-	DefaultInitialInterval = 100 * time.Millisecond
-	DefaultMaxInterval     = 10 * time.Second
-	DefaultMultiplier      = 2.0
-	DefaultJitter          = 0.5
+	DefaultMaxAttempts     = 3                      // Policy.MaxAttempts
+	DefaultInitialInterval = 100 * time.Millisecond // Policy.InitialInterval
+	DefaultMaxInterval     = 10 * time.Second       // Policy.MaxInterval
+	DefaultMultiplier      = 2.0                    // Policy.Multiplier
+	DefaultJitter          = 0.5                    // Policy.Jitter
 )
 
 // Policy describes when and how often a call is tried again. It is passed by
@@ -66,7 +66,10 @@ type Policy struct {
 	Budget *Budget
 
 	// Throttle, if not nil, gates every attempt with client-side adaptive
-	// throttling and learns from each attempt's outcome.
+	// throttling and learns from each attempt's outcome: an attempt counts
+	// as accepted when it succeeds or fails with an error that is not
+	// retried (the backend gave a definite answer), and as refused when it
+	// fails with a retryable error.
 	Throttle *Throttle
 
 	// OnRetry, if not nil, is called on the calling goroutine just before

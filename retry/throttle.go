@@ -8,8 +8,8 @@ import (
 
 // Defaults used for zero fields of ThrottleSettings.
 const (
-	DefaultThrottleK      = 2.0
-	DefaultThrottleWindow = 2 * time.Minute
+	DefaultThrottleK      = 2.0             // ThrottleSettings.K
+	DefaultThrottleWindow = 2 * time.Minute // ThrottleSettings.Window
 )
 
 // throttleBuckets is the number of counters the trailing window is split
