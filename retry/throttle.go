@@ -62,13 +62,16 @@ type Throttle struct {
 	window time.Duration
 	rand   func() float64
 
-	mu      sync.Mutex // guards the fields below
-	origin  time.Time  // set on first use; bucket numbers count from it
-	buckets [throttleBuckets]throttleBucket
+	mu       sync.Mutex // guards the fields below
+	origin   time.Time  // set on first use; bucket numbers count from it
+	newest   int64      // number of the newest bucket
+	requests int64      // sum of requests over the buckets in the window
+	accepts  int64      // sum of accepts over the buckets in the window
+	buckets  [throttleBuckets]throttleBucket
 }
 
+// throttleBucket holds the counts of bucket number n in slot n%throttleBuckets.
 type throttleBucket struct {
-	n        int64 // bucket number since origin; valid only if > newest-throttleBuckets
 	requests int64
 	accepts  int64
 }
@@ -122,52 +125,52 @@ func (t *Throttle) Record(accepted bool) {
 func (t *Throttle) RejectProbability() float64 {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	now := t.bucketNow()
-	req, acc := t.sum(now)
-	return t.probability(req, acc)
+	t.advance()
+	return t.probability(t.requests, t.accepts)
 }
 
-// count adds a request (request true) or an accept to the current bucket and
+// count adds a request (request true) or an accept to the newest bucket and
 // returns the rejection probability seen before a request is added.
 func (t *Throttle) count(request bool) float64 {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	now := t.bucketNow()
-	b := &t.buckets[now%throttleBuckets]
-	if b.n != now {
-		*b = throttleBucket{n: now}
-	}
+	b := t.advance()
 	if !request {
 		b.accepts++
+		t.accepts++
 		return 0
 	}
-	req, acc := t.sum(now)
+	p := t.probability(t.requests, t.accepts)
 	b.requests++
-	return t.probability(req, acc)
+	t.requests++
+	return p
 }
 
-// bucketNow returns the current bucket number. t.mu must be held.
-func (t *Throttle) bucketNow() int64 {
+// advance moves the window to the current time, dropping the counts of
+// buckets that left it, and returns the current bucket. t.mu must be held.
+func (t *Throttle) advance() *throttleBucket {
 	now := time.Now()
 	if t.origin.IsZero() {
 		t.origin = now
 	}
-	width := t.windowLen() / throttleBuckets
-	// Bucket numbers start at 1 so that a zero bucket is never current.
-	return int64(now.Sub(t.origin)/width) + 1
-}
-
-// sum totals the buckets inside the window ending at bucket now. t.mu must
-// be held.
-func (t *Throttle) sum(now int64) (requests, accepts int64) {
-	for i := range t.buckets {
-		b := &t.buckets[i]
-		if b.n > now-throttleBuckets && b.n <= now {
-			requests += b.requests
-			accepts += b.accepts
+	n := int64(now.Sub(t.origin) / (t.windowLen() / throttleBuckets))
+	switch {
+	case n <= t.newest:
+		// Same bucket (or a clock that stepped back): nothing expires.
+	case n-t.newest >= throttleBuckets:
+		t.buckets = [throttleBuckets]throttleBucket{}
+		t.requests, t.accepts = 0, 0
+		t.newest = n
+	default:
+		for t.newest < n {
+			t.newest++
+			b := &t.buckets[t.newest%throttleBuckets]
+			t.requests -= b.requests
+			t.accepts -= b.accepts
+			*b = throttleBucket{}
 		}
 	}
-	return requests, accepts
+	return &t.buckets[t.newest%throttleBuckets]
 }
 
 func (t *Throttle) probability(requests, accepts int64) float64 {
