@@ -1,0 +1,375 @@
+package fallback
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/ringfence/ringfence/retry"
+)
+
+// Errors a [Chain] returns, checked with errors.Is.
+var (
+	// ErrAllFailed is wrapped by Run's error when every step was tried and
+	// none produced a value. The same error also wraps each step's
+	// *StepError, so errors.Is finds every step's cause.
+	ErrAllFailed = errors.New("fallback: every step failed")
+	// ErrManualMode stands in for the primary's error when the Switch is in
+	// ModeManual and the primary was not called.
+	ErrManualMode = errors.New("fallback: primary skipped in manual mode")
+	// ErrStreamPending stands in for the primary's error when a chain with
+	// a deferred step did not call the primary because earlier writes on
+	// the same stream were still waiting in the outbox.
+	ErrStreamPending = errors.New("fallback: earlier writes on the stream wait in the outbox")
+	// ErrNotCached is returned by a stale step that holds no value for the
+	// key, or only one older than the cache's MaxAge.
+	ErrNotCached = errors.New("fallback: no cached value young enough")
+)
+
+// Kind says what sort of step produced a value.
+type Kind uint8
+
+// The kinds of step. The zero Kind is none of them; a [Source] has it only
+// when no step produced a value.
+const (
+	KindPrimary   Kind = iota + 1 // the dependency itself
+	KindAlternate                 // another copy of it, such as a second region
+	KindStale                     // last-known-good data from a Cache
+	KindStatic                    // a fixed default value
+	KindManual                    // a manual procedure standing in for the dependency
+	KindDeferred                  // a write accepted into an Outbox, to be replayed later
+)
+
+var kindNames = [...]string{
+	KindPrimary:   "primary",
+	KindAlternate: "alternate",
+	KindStale:     "stale",
+	KindStatic:    "static",
+	KindManual:    "manual",
+	KindDeferred:  "deferred",
+}
+
+// String returns the kind's name, such as "stale", or "Kind(n)" for a value
+// outside the defined constants.
+func (k Kind) String() string {
+	if k > 0 && int(k) < len(kindNames) {
+		return kindNames[k]
+	}
+	return fmt.Sprintf("Kind(%d)", k)
+}
+
+// Source says where a value returned by [Chain.Run] came from, so that a
+// user interface can say "offline copy from 12 minutes ago" or "accepted;
+// will sync".
+type Source struct {
+	// Step is the name of the step that produced the value.
+	Step string
+	// Kind is that step's kind.
+	Kind Kind
+	// Age is how old the value is: for a KindStale step the time since the
+	// primary produced it, otherwise zero.
+	Age time.Duration
+	// Mode is the Switch's mode when the call started (ModeAuto when the
+	// chain has no Switch). ModeManual means the primary was not called.
+	Mode Mode
+}
+
+// Fallback reports whether the value came from a step other than the
+// primary.
+func (s Source) Fallback() bool { return s.Kind != KindPrimary }
+
+// String describes the source, such as `stale "last-known" (12m0s old)`,
+// adding "in manual mode" when the primary was skipped.
+func (s Source) String() string {
+	str := fmt.Sprintf("%v %q", s.Kind, s.Step)
+	if s.Kind == KindStale {
+		str += fmt.Sprintf(" (%v old)", s.Age)
+	}
+	if s.Mode == ModeManual {
+		str += " in manual mode"
+	}
+	return str
+}
+
+// StepError is a step's error, as found (through errors.Is and errors.As)
+// in the error Run returns.
+type StepError struct {
+	Step string // the step's name
+	Kind Kind   // the step's kind
+	Err  error  // the step's own error
+}
+
+// Error returns the step's name and kind and its error's message.
+func (e *StepError) Error() string {
+	return fmt.Sprintf("fallback: %v step %q: %v", e.Kind, e.Step, e.Err)
+}
+
+// Unwrap returns the step's own error.
+func (e *StepError) Unwrap() error { return e.Err }
+
+// NoFallback wraps err so that a [Chain] returns it at once instead of
+// trying the next step: use it for an error that says the request itself
+// is wrong (a validation error must not be hidden behind stale data). The
+// wrapper is transparent: its message is err's, and errors.Is and
+// errors.As see through it. A chain's retry policy does not retry it
+// either. NoFallback(nil) is nil.
+func NoFallback(err error) error {
+	if err == nil {
+		return nil
+	}
+	return &noFallbackError{err: err}
+}
+
+type noFallbackError struct{ err error }
+
+func (e *noFallbackError) Error() string { return e.err.Error() }
+func (e *noFallbackError) Unwrap() error { return e.err }
+
+func isNoFallback(err error) bool {
+	var nf *noFallbackError
+	return errors.As(err, &nf)
+}
+
+// ChainSettings configures a [Chain]. Every zero field means the default
+// its comment states, so ChainSettings{} gives a chain that is always in
+// ModeAuto, calls the primary once and falls back on any error but the
+// built-in exceptions.
+type ChainSettings struct {
+	// Switch, if not nil, supplies the mode, read once at the start of
+	// every Run. Nil means always ModeAuto.
+	Switch *Switch
+
+	// Retry, if not nil, retries the primary under this policy before the
+	// chain falls back (see retry.Do). The chain copies the policy and
+	// never retries an error wrapped by NoFallback. Nil means one attempt.
+	Retry *retry.Policy
+
+	// ShouldFallback reports whether a step's error lets the chain go on
+	// to the next step. It is consulted after the built-in rules, so it
+	// can stop the chain on more errors but cannot make it go on after an
+	// error wrapped by NoFallback or after the caller's context was
+	// canceled. Nil means every other error falls back. It runs on the
+	// goroutine that called Run.
+	ShouldFallback func(error) bool
+}
+
+// Chain runs one operation against its primary and, when the primary is
+// unavailable, against fallback steps in order, and says which step
+// produced the value. Req is the operation's input and Resp its result.
+//
+// Build a Chain once with [NewChain] and call Run for every request. A
+// Chain is immutable and safe for concurrent use. The zero value is not
+// usable.
+type Chain[Req, Resp any] struct {
+	name      string
+	primary   Step[Req, Resp]
+	fallbacks []Step[Req, Resp]
+	feeds     []func(Req, Resp) // fed by every successful primary call
+	// deferredAt is the index in fallbacks of the deferred step, or -1.
+	deferredAt int
+
+	sw     *Switch
+	retry  *retry.Policy
+	should func(error) bool
+}
+
+// NewChain returns a chain called name that calls primary, made with
+// [Primary], and falls back to the fallbacks in the order given.
+//
+// It returns an error naming the problem for a step not made by one of
+// this package's step constructors, a primary of the wrong kind or a
+// fallback of kind primary, an empty step name, more than one deferred
+// step, or an invalid Retry policy.
+func NewChain[Req, Resp any](name string, settings ChainSettings, primary Step[Req, Resp], fallbacks ...Step[Req, Resp]) (*Chain[Req, Resp], error) {
+	if primary.kind != KindPrimary || primary.do == nil {
+		return nil, fmt.Errorf("fallback: chain %q: the primary step must be made with Primary", name)
+	}
+	if primary.name == "" {
+		return nil, fmt.Errorf("fallback: chain %q: the primary step has an empty name", name)
+	}
+	c := &Chain[Req, Resp]{
+		name:      name,
+		primary:   primary,
+		fallbacks: append([]Step[Req, Resp](nil), fallbacks...),
+		sw:         settings.Switch,
+		should:     settings.ShouldFallback,
+		deferredAt: -1,
+	}
+	for i, st := range fallbacks {
+		switch {
+		case st.kind == KindPrimary:
+			return nil, fmt.Errorf("fallback: chain %q: fallback %d (%q) is a primary step", name, i, st.name)
+		case st.run == nil && st.deferred == nil:
+			return nil, fmt.Errorf("fallback: chain %q: fallback %d was not made by a step constructor", name, i)
+		case st.name == "":
+			return nil, fmt.Errorf("fallback: chain %q: fallback %d (%v) has an empty name", name, i, st.kind)
+		case st.deferred != nil && c.deferredAt >= 0:
+			return nil, fmt.Errorf("fallback: chain %q: fallback %d (%q) is a second deferred step", name, i, st.name)
+		}
+		if st.feed != nil {
+			c.feeds = append(c.feeds, st.feed)
+		}
+		if st.deferred != nil {
+			c.deferredAt = i
+		}
+	}
+	if settings.Retry != nil {
+		p := *settings.Retry
+		if err := p.Validate(); err != nil {
+			return nil, fmt.Errorf("fallback: chain %q: ChainSettings.Retry: %w", name, err)
+		}
+		userRetryable := p.IsRetryable
+		p.IsRetryable = func(err error) bool {
+			if isNoFallback(err) {
+				return false
+			}
+			return userRetryable == nil || userRetryable(err)
+		}
+		c.retry = &p
+	}
+	return c, nil
+}
+
+// Name returns the name given to NewChain.
+func (c *Chain[Req, Resp]) Name() string { return c.name }
+
+// Run performs the operation for req and returns the value, the Source
+// that produced it, and a nil error; or the zero Resp, a Source with only
+// Mode set, and an error.
+//
+// In ModeAuto Run calls the primary (through the Retry policy) and, if it
+// fails, each fallback in order until one succeeds. In ModeManual it
+// skips the primary and starts with the first fallback. In ModePrimary it
+// calls only the primary and returns its error. Every successful primary
+// call feeds the caches of the chain's stale steps.
+//
+// A failed step leads to the next one unless its error is wrapped by
+// NoFallback, the caller's ctx was canceled, or ShouldFallback says no;
+// then Run returns at once, with that step's *StepError (joined with the
+// earlier steps' errors, and with context.Canceled when ctx was
+// canceled). When every step failed, the error wraps ErrAllFailed and
+// joins every step's *StepError, so errors.Is finds each cause; in
+// ModeManual the primary's place is taken by ErrManualMode.
+//
+// A chain with a [Deferred] step also keeps the writes of each stream in
+// order: while earlier writes on the request's stream wait in the outbox,
+// Run skips every step before the deferred one and queues the write
+// behind them; the primary's place in the errors is then taken by
+// ErrStreamPending. In ModePrimary, which never falls back, Run returns
+// that error instead.
+//
+// When the primary succeeds and the chain has no deferred step, Run adds
+// no allocation to the primary's own.
+func (c *Chain[Req, Resp]) Run(ctx context.Context, req Req) (Resp, Source, error) {
+	mode := ModeAuto
+	if c.sw != nil {
+		mode = c.sw.Mode()
+	}
+	var (
+		w    pendingWrite
+		errs []error
+	)
+	if c.deferredAt >= 0 {
+		if queued, err := c.queuedBehind(req, &w); err != nil {
+			return c.fail(ctx, mode, []error{err}, false)
+		} else if queued {
+			// Earlier writes on this stream wait in the outbox: this one
+			// goes behind them instead of overtaking them.
+			errs = append(errs, &StepError{Step: c.primary.name, Kind: KindPrimary, Err: ErrStreamPending})
+			if mode == ModePrimary {
+				return c.fail(ctx, mode, errs, false)
+			}
+			return c.runFallbacks(ctx, req, mode, c.deferredAt, errs, &w)
+		}
+	}
+	if mode == ModeManual {
+		errs = append(errs, c.manualSkip())
+	} else {
+		v, err := c.callPrimary(ctx, req)
+		if err == nil {
+			return v, Source{Step: c.primary.name, Kind: KindPrimary, Mode: mode}, nil
+		}
+		errs = append(errs, &StepError{Step: c.primary.name, Kind: KindPrimary, Err: err})
+		if mode == ModePrimary || c.stops(ctx, err) {
+			return c.fail(ctx, mode, errs, false)
+		}
+	}
+	return c.runFallbacks(ctx, req, mode, 0, errs, &w)
+}
+
+func (c *Chain[Req, Resp]) manualSkip() error {
+	return &StepError{Step: c.primary.name, Kind: KindPrimary, Err: ErrManualMode}
+}
+
+// callPrimary calls the primary through the retry policy, and on success
+// feeds the stale steps' caches.
+func (c *Chain[Req, Resp]) callPrimary(ctx context.Context, req Req) (Resp, error) {
+	var v Resp
+	var err error
+	if c.retry != nil {
+		v, err = retry.Do(ctx, *c.retry, func(ctx context.Context) (Resp, error) {
+			return c.primary.do(ctx, req)
+		})
+	} else {
+		v, err = c.primary.do(ctx, req)
+	}
+	if err == nil {
+		for _, feed := range c.feeds {
+			feed(req, v)
+		}
+	}
+	return v, err
+}
+
+// runFallbacks tries the fallbacks from index from on, after the errors
+// errs of the steps before. w carries the deferred write's item, if the
+// chain has a deferred step.
+func (c *Chain[Req, Resp]) runFallbacks(ctx context.Context, req Req, mode Mode, from int, errs []error, w *pendingWrite) (Resp, Source, error) {
+	for i := from; i < len(c.fallbacks); i++ {
+		st := &c.fallbacks[i]
+		var (
+			v   Resp
+			age time.Duration
+			err error
+		)
+		if st.deferred != nil {
+			v, err = st.deferred.enqueue(ctx, req, w)
+		} else {
+			v, age, err = st.run(ctx, req)
+		}
+		if err == nil {
+			return v, Source{Step: st.name, Kind: st.kind, Age: age, Mode: mode}, nil
+		}
+		errs = append(errs, &StepError{Step: st.name, Kind: st.kind, Err: err})
+		if c.stops(ctx, err) {
+			return c.fail(ctx, mode, errs, false)
+		}
+	}
+	return c.fail(ctx, mode, errs, true)
+}
+
+// stops reports whether err from a step ends the chain.
+func (c *Chain[Req, Resp]) stops(ctx context.Context, err error) bool {
+	return isNoFallback(err) ||
+		ctx.Err() == context.Canceled ||
+		(c.should != nil && !c.should(err))
+}
+
+// fail builds Run's error from the steps' errors.
+func (c *Chain[Req, Resp]) fail(ctx context.Context, mode Mode, errs []error, all bool) (Resp, Source, error) {
+	var zero Resp
+	if ctxErr := ctx.Err(); ctxErr == context.Canceled && !errors.Is(errors.Join(errs...), ctxErr) {
+		errs = append(errs, ctxErr)
+	}
+	var err error
+	switch {
+	case all:
+		err = fmt.Errorf("fallback: chain %q: %w:\n%w", c.name, ErrAllFailed, errors.Join(errs...))
+	case len(errs) == 1:
+		err = errs[0]
+	default:
+		err = errors.Join(errs...)
+	}
+	return zero, Source{Mode: mode}, err
+}

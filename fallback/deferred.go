@@ -1,0 +1,94 @@
+package fallback
+
+import (
+	"context"
+	"fmt"
+)
+
+// Deferred returns a fallback step for writes: it enqueues the write in
+// outbox, durably, and succeeds with accepted(req), which tells the caller
+// "accepted; will sync" (a nil accepted gives the zero Resp). The Source
+// then has KindDeferred. A separate [Outbox.Replay] delivers the write once
+// the dependency is back.
+//
+// item turns a request into the outbox [Item]: its Key is the write's
+// idempotency key, its Stream the scope whose writes must stay in order
+// (an account, a booking), its Payload the write itself. An error from
+// item means the request cannot be stored; the chain stops with it at
+// once (as with NoFallback).
+//
+// A chain with a deferred step keeps each stream in order: while the
+// outbox still holds writes for req's stream, Run does not call the
+// primary (or any step before the deferred one) and queues the write
+// behind them, so a new write never overtakes an older one. The order
+// holds for writes to a stream that follow one another, each Run
+// returning before the next starts; writes made concurrently have no
+// order to keep. A write enqueued twice with the same Key is stored once
+// and accepted both times.
+func Deferred[Req, Resp any](name string, outbox *Outbox, item func(Req) (Item, error), accepted func(Req) Resp) Step[Req, Resp] {
+	if outbox == nil || item == nil {
+		return Step[Req, Resp]{}
+	}
+	return Step[Req, Resp]{
+		name:     name,
+		kind:     KindDeferred,
+		deferred: &deferral[Req, Resp]{name: name, outbox: outbox, item: item, accepted: accepted},
+	}
+}
+
+// deferral is the state of a deferred step.
+type deferral[Req, Resp any] struct {
+	name     string
+	outbox   *Outbox
+	item     func(Req) (Item, error)
+	accepted func(Req) Resp
+}
+
+// pendingWrite holds the outbox item of one Run, built at most once.
+type pendingWrite struct {
+	item  Item
+	built bool
+}
+
+// build returns the item for req, building it on first use.
+func (d *deferral[Req, Resp]) build(req Req, w *pendingWrite) (*Item, error) {
+	if !w.built {
+		it, err := d.item(req)
+		if err != nil {
+			return nil, NoFallback(fmt.Errorf("fallback: deferred step %q: building the outbox item: %w", d.name, err))
+		}
+		w.item, w.built = it, true
+	}
+	return &w.item, nil
+}
+
+// enqueue stores req's item in the outbox and returns the accepted value.
+func (d *deferral[Req, Resp]) enqueue(ctx context.Context, req Req, w *pendingWrite) (Resp, error) {
+	var zero Resp
+	it, err := d.build(req, w)
+	if err != nil {
+		return zero, err
+	}
+	if err := d.outbox.Enqueue(ctx, *it); err != nil {
+		return zero, err
+	}
+	if d.accepted == nil {
+		return zero, nil
+	}
+	return d.accepted(req), nil
+}
+
+// queuedBehind reports whether req must be queued behind writes of its
+// stream that wait in the outbox. It builds the item only when the outbox
+// holds anything at all. The error is a *StepError of the deferred step.
+func (c *Chain[Req, Resp]) queuedBehind(req Req, w *pendingWrite) (bool, error) {
+	d := c.fallbacks[c.deferredAt].deferred
+	if d.outbox.Pending() == 0 {
+		return false, nil
+	}
+	it, err := d.build(req, w)
+	if err != nil {
+		return false, &StepError{Step: d.name, Kind: KindDeferred, Err: err}
+	}
+	return d.outbox.StreamPending(it.Stream) > 0, nil
+}

@@ -1,0 +1,276 @@
+package fallback
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Mode is the operator's choice of how a dependency is used. The zero Mode
+// is [ModeAuto].
+//
+// A Mode marshals to and from the text "auto", "manual" and "primary", so it
+// can be read from flags (flag.TextVar), environment variables and config
+// files.
+type Mode int32
+
+// The modes of a [Switch].
+const (
+	// ModeAuto calls the primary and falls back when it fails. It is the
+	// normal mode and the zero Mode.
+	ModeAuto Mode = iota
+	// ModeManual does not call the primary at all: every call goes straight
+	// to the fallbacks. It is the operator's "go manual" during an incident.
+	ModeManual
+	// ModePrimary calls only the primary and never falls back, so its
+	// errors surface; it is meant for diagnosis.
+	ModePrimary
+)
+
+// Errors about modes and their storage, checked with errors.Is.
+var (
+	// ErrUnknownMode is wrapped by the error for text that names no Mode,
+	// and for a Mode value outside the defined constants.
+	ErrUnknownMode = errors.New("fallback: unknown mode")
+	// ErrNoMode is returned (possibly wrapped) by [ModeStore.Load] when
+	// nothing has been stored yet.
+	ErrNoMode = errors.New("fallback: no mode stored")
+	// ErrModeConflict is returned (possibly wrapped) by [ModeStore.Save]
+	// when the stored version is not the one the caller expected.
+	ErrModeConflict = errors.New("fallback: stored mode changed concurrently")
+	// ErrModeCorrupt is returned (possibly wrapped) by a [ModeStore] whose
+	// stored record is damaged.
+	ErrModeCorrupt = errors.New("fallback: stored mode is corrupt")
+	// ErrModeUnreadable is wrapped, together with the store's own error, by
+	// the error [NewSwitch] returns when its store cannot be read. The
+	// Switch it returns alongside is usable; see NewSwitch.
+	ErrModeUnreadable = errors.New("fallback: stored mode is unreadable")
+)
+
+var modeNames = [...]string{ModeAuto: "auto", ModeManual: "manual", ModePrimary: "primary"}
+
+func (m Mode) valid() bool { return m >= 0 && int(m) < len(modeNames) }
+
+// String returns "auto", "manual" or "primary", or "Mode(n)" for a value
+// outside the defined constants.
+func (m Mode) String() string {
+	if m.valid() {
+		return modeNames[m]
+	}
+	return fmt.Sprintf("Mode(%d)", int32(m))
+}
+
+// MarshalText returns the mode's name. It returns an error wrapping
+// [ErrUnknownMode] for a value outside the defined constants.
+func (m Mode) MarshalText() ([]byte, error) {
+	if !m.valid() {
+		return nil, fmt.Errorf("%w: %d", ErrUnknownMode, int32(m))
+	}
+	return []byte(modeNames[m]), nil
+}
+
+// UnmarshalText sets m from "auto", "manual" or "primary", in any letter
+// case. Other text, including the empty string, leaves m unchanged and
+// returns an error wrapping [ErrUnknownMode].
+func (m *Mode) UnmarshalText(text []byte) error {
+	for i, name := range modeNames {
+		if strings.EqualFold(string(text), name) {
+			*m = Mode(i)
+			return nil
+		}
+	}
+	return fmt.Errorf("%w %q (want auto, manual or primary)", ErrUnknownMode, text)
+}
+
+// ModeChange records one change of a [Switch]'s mode.
+type ModeChange struct {
+	Time   time.Time // when the change was made
+	From   Mode      // the mode before
+	To     Mode      // the mode after
+	Reason string    // why, as given to Set
+}
+
+// DefaultHistoryLen is the number of changes a Switch keeps when
+// SwitchSettings.HistoryLen is zero.
+const DefaultHistoryLen = 64
+
+// SwitchSettings configures a [Switch]. Every zero field means the default
+// its comment states, so SwitchSettings{} gives an in-memory switch that
+// starts in [ModeAuto].
+type SwitchSettings struct {
+	// Initial is the mode the Switch starts in when Store is nil, holds no
+	// record yet, or cannot be read. Zero means ModeAuto.
+	Initial Mode
+
+	// Store, if not nil, keeps the mode across restarts: NewSwitch loads
+	// it, and Set saves every change before it takes effect. Nil keeps the
+	// mode in memory only.
+	Store ModeStore
+
+	// HistoryLen bounds how many changes History returns; older ones are
+	// dropped. Zero means DefaultHistoryLen (64); it must not be negative.
+	HistoryLen int
+
+	// OnChange, if not nil, is called after every change, on the goroutine
+	// that called Set, once the change is in effect and no lock of the
+	// Switch is held, so it may call any method of the Switch. When Sets
+	// run concurrently their calls to OnChange may arrive out of order;
+	// Mode reports the current mode.
+	OnChange func(ModeChange)
+}
+
+// Switch holds the mode of one dependency: whether its chains call the
+// primary and fall back ([ModeAuto]), go straight to the fallbacks
+// ([ModeManual]), or call only the primary ([ModePrimary]).
+//
+// Mode is a single atomic load, cheap enough for every call. Set records
+// the change in a bounded history, saves it to the SwitchSettings.Store if
+// there is one, and then notifies SwitchSettings.OnChange.
+//
+// A Switch is safe for concurrent use. The zero value is not usable; call
+// [NewSwitch].
+type Switch struct {
+	name     string
+	store    ModeStore
+	onChange func(ModeChange)
+	histLen  int
+
+	mode atomic.Int32 // the current Mode
+
+	setMu   sync.Mutex // serialises Set, including its store save
+	version uint64     // the store version last loaded or saved; guarded by setMu
+
+	mu      sync.Mutex   // guards history
+	history []ModeChange // ring of at most histLen changes
+	next    int          // index in history of the oldest change once it is full
+}
+
+// NewSwitch returns a Switch for the dependency called name.
+//
+// When settings.Store holds a record, the Switch starts in the stored mode,
+// and the stored change is the first entry of its history. When the store
+// holds nothing yet, it starts in settings.Initial.
+//
+// When the store cannot be read (an I/O error or a damaged record),
+// NewSwitch fails safe: it returns a usable Switch in settings.Initial
+// together with an error wrapping both [ErrModeUnreadable] and the store's
+// error. The operator's last choice is unknown then, and settings.Initial
+// (by default ModeAuto, which calls the primary while it works and falls
+// back when it fails) is the mode the deployment declared safe to run in
+// without one. A caller that prefers to keep running checks
+// errors.Is(err, ErrModeUnreadable) and carries on with the Switch; one
+// that prefers not to start returns the error. Nothing is written to the
+// store: the damaged record stays for inspection, and Set reports the
+// store's error until the record is repaired or moved aside.
+//
+// NewSwitch returns a nil Switch and an error naming the field for invalid
+// settings.
+func NewSwitch(name string, settings SwitchSettings) (*Switch, error) {
+	if !settings.Initial.valid() {
+		return nil, fmt.Errorf("fallback: SwitchSettings.Initial must be auto, manual or primary, got %d: %w",
+			int32(settings.Initial), ErrUnknownMode)
+	}
+	if settings.HistoryLen < 0 {
+		return nil, fmt.Errorf("fallback: SwitchSettings.HistoryLen must be >= 0, got %d", settings.HistoryLen)
+	}
+	s := &Switch{
+		name:     name,
+		store:    settings.Store,
+		onChange: settings.OnChange,
+		histLen:  settings.HistoryLen,
+	}
+	if s.histLen == 0 {
+		s.histLen = DefaultHistoryLen
+	}
+	s.mode.Store(int32(settings.Initial))
+	if s.store == nil {
+		return s, nil
+	}
+	c, version, err := s.store.Load()
+	switch {
+	case errors.Is(err, ErrNoMode):
+		return s, nil
+	case err != nil:
+		return s, fmt.Errorf("%w: switch %q starts in %v: %w", ErrModeUnreadable, name, settings.Initial, err)
+	case !c.To.valid():
+		return s, fmt.Errorf("%w: switch %q starts in %v: %w: stored mode %d",
+			ErrModeUnreadable, name, settings.Initial, ErrModeCorrupt, int32(c.To))
+	}
+	s.version = version
+	s.mode.Store(int32(c.To))
+	s.record(c)
+	return s, nil
+}
+
+// Name returns the name given to NewSwitch.
+func (s *Switch) Name() string { return s.name }
+
+// Mode returns the current mode. It is a single atomic load.
+func (s *Switch) Mode() Mode { return Mode(s.mode.Load()) }
+
+// Set changes the mode to m, giving reason for the history and the store,
+// and returns once the change is in effect and, if the Switch has a store,
+// saved there. Setting the mode the Switch is already in does nothing.
+//
+// Set is all or nothing. If the store's save fails, Set returns its error
+// (wrapping [ErrModeConflict] when another writer changed the record,
+// [ErrModeCorrupt] when the stored record is damaged) and the Switch is
+// left exactly as it was: same mode, same history, no notification. So the
+// mode in effect is always the one a restart comes back to.
+//
+// Set returns an error wrapping [ErrUnknownMode] for a Mode outside the
+// defined constants.
+func (s *Switch) Set(m Mode, reason string) error {
+	if !m.valid() {
+		return fmt.Errorf("fallback: switch %q: set mode %d: %w", s.name, int32(m), ErrUnknownMode)
+	}
+	s.setMu.Lock()
+	from := s.Mode()
+	if from == m {
+		s.setMu.Unlock()
+		return nil
+	}
+	c := ModeChange{Time: time.Now(), From: from, To: m, Reason: reason}
+	if s.store != nil {
+		version, err := s.store.Save(c, s.version)
+		if err != nil {
+			s.setMu.Unlock()
+			return fmt.Errorf("fallback: switch %q stays %v: %w", s.name, from, err)
+		}
+		s.version = version
+	}
+	s.mode.Store(int32(m))
+	s.record(c)
+	s.setMu.Unlock()
+
+	if s.onChange != nil {
+		s.onChange(c)
+	}
+	return nil
+}
+
+// record appends c to the history, dropping the oldest change when full.
+func (s *Switch) record(c ModeChange) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.history) < s.histLen {
+		s.history = append(s.history, c)
+		return
+	}
+	s.history[s.next] = c
+	s.next = (s.next + 1) % s.histLen
+}
+
+// History returns the recorded changes, oldest first: at most
+// SwitchSettings.HistoryLen of them, starting with the stored change that
+// NewSwitch loaded, if any. The slice is the caller's to keep.
+func (s *Switch) History() []ModeChange {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]ModeChange, 0, len(s.history))
+	out = append(out, s.history[s.next:]...)
+	return append(out, s.history[:s.next]...)
+}
