@@ -320,3 +320,15 @@ func TestDoStopsWhenTheBudgetIsSpent(t *testing.T) {
 		require.ErrorIs(t, err, errBoom)
 	})
 }
+
+func TestDoDoesNotAllocateWhenTheFirstAttemptSucceeds(t *testing.T) {
+	ctx := context.Background()
+	p := retry.Policy{Budget: new(retry.Budget)}
+	fn := func(context.Context) (int, error) { return 1, nil }
+	allocs := testing.AllocsPerRun(100, func() {
+		if _, err := retry.Do(ctx, p, fn); err != nil {
+			t.Fatal(err)
+		}
+	})
+	assert.Equal(t, 0.0, allocs, "allocations per Do")
+}
