@@ -189,9 +189,9 @@ func NewChain[Req, Resp any](name string, settings ChainSettings, primary Step[R
 		return nil, fmt.Errorf("fallback: chain %q: the primary step has an empty name", name)
 	}
 	c := &Chain[Req, Resp]{
-		name:      name,
-		primary:   primary,
-		fallbacks: append([]Step[Req, Resp](nil), fallbacks...),
+		name:       name,
+		primary:    primary,
+		fallbacks:  append([]Step[Req, Resp](nil), fallbacks...),
 		sw:         settings.Switch,
 		should:     settings.ShouldFallback,
 		deferredAt: -1,
