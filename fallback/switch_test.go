@@ -265,7 +265,7 @@ func TestSwitchSetConflict(t *testing.T) {
 // failingStore is a ModeStore whose Save fails with err.
 type failingStore struct{ err error }
 
-func (f failingStore) Load() (ModeChange, uint64, error)     { return ModeChange{}, 0, ErrNoMode }
+func (f failingStore) Load() (ModeChange, uint64, error)       { return ModeChange{}, 0, ErrNoMode }
 func (f failingStore) Save(ModeChange, uint64) (uint64, error) { return 0, f.err }
 
 func TestSwitchSetSaveFails(t *testing.T) {
