@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/ringfence/ringfence/breaker"
 	"github.com/ringfence/ringfence/retry"
 )
 
@@ -140,9 +141,18 @@ type ChainSettings struct {
 	// every Run. Nil means always ModeAuto.
 	Switch *Switch
 
+	// Breaker, if not nil, guards every call of the primary (see
+	// breaker.Do): while it is open the primary is not called and the
+	// chain falls back at once. A call whose error is wrapped by
+	// NoFallback counts as a success, since the dependency answered and
+	// the request was at fault. Nil means no breaker.
+	Breaker *breaker.Breaker
+
 	// Retry, if not nil, retries the primary under this policy before the
-	// chain falls back (see retry.Do). The chain copies the policy and
-	// never retries an error wrapped by NoFallback. Nil means one attempt.
+	// chain falls back (see retry.Do). Retries wrap the Breaker, so each
+	// attempt passes through it and an open breaker's error (which asks
+	// for a delay) ends the retries. The chain copies the policy and never
+	// retries an error wrapped by NoFallback. Nil means one attempt.
 	Retry *retry.Policy
 
 	// ShouldFallback reports whether a step's error lets the chain go on
@@ -169,9 +179,10 @@ type Chain[Req, Resp any] struct {
 	// deferredAt is the index in fallbacks of the deferred step, or -1.
 	deferredAt int
 
-	sw     *Switch
-	retry  *retry.Policy
-	should func(error) bool
+	sw      *Switch
+	breaker *breaker.Breaker
+	retry   *retry.Policy
+	should  func(error) bool
 }
 
 // NewChain returns a chain called name that calls primary, made with
@@ -193,6 +204,7 @@ func NewChain[Req, Resp any](name string, settings ChainSettings, primary Step[R
 		primary:    primary,
 		fallbacks:  append([]Step[Req, Resp](nil), fallbacks...),
 		sw:         settings.Switch,
+		breaker:    settings.Breaker,
 		should:     settings.ShouldFallback,
 		deferredAt: -1,
 	}
@@ -302,22 +314,42 @@ func (c *Chain[Req, Resp]) manualSkip() error {
 	return &StepError{Step: c.primary.name, Kind: KindPrimary, Err: ErrManualMode}
 }
 
-// callPrimary calls the primary through the retry policy, and on success
-// feeds the stale steps' caches.
+// callPrimary calls the primary through the retry policy and the breaker,
+// and on success feeds the stale steps' caches.
 func (c *Chain[Req, Resp]) callPrimary(ctx context.Context, req Req) (Resp, error) {
 	var v Resp
 	var err error
 	if c.retry != nil {
 		v, err = retry.Do(ctx, *c.retry, func(ctx context.Context) (Resp, error) {
-			return c.primary.do(ctx, req)
+			return c.guarded(ctx, req)
 		})
 	} else {
-		v, err = c.primary.do(ctx, req)
+		v, err = c.guarded(ctx, req)
 	}
 	if err == nil {
 		for _, feed := range c.feeds {
 			feed(req, v)
 		}
+	}
+	return v, err
+}
+
+// guarded calls the primary through the breaker, if there is one.
+func (c *Chain[Req, Resp]) guarded(ctx context.Context, req Req) (Resp, error) {
+	if c.breaker == nil {
+		return c.primary.do(ctx, req)
+	}
+	var rejected error // a NoFallback error, which the breaker counts as a success
+	v, err := breaker.Do(ctx, c.breaker, func(ctx context.Context) (Resp, error) {
+		v, err := c.primary.do(ctx, req)
+		if err != nil && isNoFallback(err) {
+			rejected = err
+			return v, nil
+		}
+		return v, err
+	})
+	if rejected != nil {
+		return v, rejected
 	}
 	return v, err
 }

@@ -31,9 +31,8 @@ func (s Step[Req, Resp]) Name() string { return s.name }
 func (s Step[Req, Resp]) Kind() Kind { return s.kind }
 
 // Primary returns the primary step: fn calls the dependency itself. Its
-// successful results feed the caches of the chain's stale steps. Guard the
-// dependency's own failures with a breaker inside fn (breaker.Do); the
-// chain's ChainSettings.Retry wraps fn from outside.
+// successful results feed the caches of the chain's stale steps. The
+// chain's ChainSettings.Breaker and Retry guard it.
 func Primary[Req, Resp any](name string, fn func(ctx context.Context, req Req) (Resp, error)) Step[Req, Resp] {
 	if fn == nil {
 		return Step[Req, Resp]{}
