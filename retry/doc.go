@@ -128,6 +128,12 @@
 //		retry.Policy{Budget: budget},
 //	)}
 //
+// Each retry then passes through the breaker for the request's host. When
+// that breaker opens during the loop, the breaker transport's rejection is
+// an error, so RoundTrip either waits it out as above or returns an
+// [*Error] wrapping the breaker's open error; the caller can check for it
+// with errors.Is, through the *url.Error that http.Client adds.
+//
 // # Testing
 //
 // Waits use the time package, so code that retries can be tested inside a
