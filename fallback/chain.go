@@ -12,9 +12,9 @@ import (
 
 // Errors a [Chain] returns, checked with errors.Is.
 var (
-	// ErrAllFailed is wrapped by Run's error when every step was tried and
-	// none produced a value. The same error also wraps each step's
-	// *StepError, so errors.Is finds every step's cause.
+	// ErrAllFailed is found in Run's error when every step was tried and
+	// none produced a value. The same error joins each step's *StepError,
+	// so errors.Is finds every step's cause.
 	ErrAllFailed = errors.New("fallback: every step failed")
 	// ErrManualMode stands in for the primary's error when the Switch is in
 	// ModeManual and the primary was not called.
@@ -260,9 +260,10 @@ func (c *Chain[Req, Resp]) Name() string { return c.name }
 // NoFallback, the caller's ctx was canceled, or ShouldFallback says no;
 // then Run returns at once, with that step's *StepError (joined with the
 // earlier steps' errors, and with context.Canceled when ctx was
-// canceled). When every step failed, the error wraps ErrAllFailed and
-// joins every step's *StepError, so errors.Is finds each cause; in
-// ModeManual the primary's place is taken by ErrManualMode.
+// canceled). When every step failed, the error joins (errors.Join) an
+// error wrapping ErrAllFailed with every step's *StepError, in order, so
+// errors.Is finds each cause; in ModeManual the primary's place is taken
+// by ErrManualMode.
 //
 // A chain with a [Deferred] step also keeps the writes of each stream in
 // order: while earlier writes on the request's stream wait in the outbox,
@@ -397,7 +398,8 @@ func (c *Chain[Req, Resp]) fail(ctx context.Context, mode Mode, errs []error, al
 	var err error
 	switch {
 	case all:
-		err = fmt.Errorf("fallback: chain %q: %w:\n%w", c.name, ErrAllFailed, errors.Join(errs...))
+		head := fmt.Errorf("fallback: chain %q: %w", c.name, ErrAllFailed)
+		err = errors.Join(append([]error{head}, errs...)...)
 	case len(errs) == 1:
 		err = errs[0]
 	default:
