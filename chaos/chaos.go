@@ -1,0 +1,288 @@
+package chaos
+
+import (
+	"context"
+	"math"
+	"sync/atomic"
+	"time"
+)
+
+// Injector decides, call by call, which faults to inject, following its
+// Settings: the faults that apply when no phase does, a schedule of phases
+// on a timeline, and a seed. It counts what it injected; see [Stats].
+//
+// An Injector is used through [Wrap] for functions, [Transport] for HTTP
+// clients, or [Injector.Inject] for anything else. Create one with [New];
+// the zero Injector is not usable, but a nil *Injector is accepted by Wrap,
+// Transport and every method, and injects nothing.
+//
+// An Injector is safe for concurrent use. It starts no goroutines.
+type Injector struct {
+	start  time.Time
+	base   slot   // Settings.Faults, used when no phase applies
+	phases []slot // one per Settings.Phases, in order
+
+	// Counters of outcomes. The number of calls is the sum of the slots'
+	// counters, so it needs no counter of its own.
+	passed   atomic.Uint64
+	errs     atomic.Uint64
+	statuses atomic.Uint64
+	hangs    atomic.Uint64
+	delayed  atomic.Uint64
+	canceled atomic.Uint64
+}
+
+// slot is one part of the timeline with its own faults and call counter.
+type slot struct {
+	phase Phase
+	end   time.Duration // exclusive end offset from start; unused for base
+	key   uint64        // derived from the seed and the slot's index
+	err   error         // what a failed call returns from Inject and Wrap
+	none  bool          // phase.Faults inject nothing
+	n     atomic.Uint64 // calls that fell in this slot so far
+}
+
+// New returns an Injector for s. It returns an error wrapping
+// [ErrInvalidSettings], naming the field, if s is invalid (see
+// [Settings.Validate]).
+func New(s Settings) (*Injector, error) {
+	if err := s.Validate(); err != nil {
+		return nil, err
+	}
+	in := &Injector{start: s.Start}
+	if in.start.IsZero() {
+		in.start = time.Now()
+	}
+	seed := mix(s.Seed)
+	in.base.init(Phase{Faults: s.Faults}, seed)
+	in.phases = make([]slot, len(s.Phases))
+	for i, p := range s.Phases {
+		in.phases[i].init(p, seed+uint64(i)+1)
+		switch {
+		case p.Duration > 0:
+			in.phases[i].end = p.Start + p.Duration
+		case i+1 < len(s.Phases):
+			in.phases[i].end = s.Phases[i+1].Start
+		default:
+			in.phases[i].end = math.MaxInt64
+		}
+	}
+	return in, nil
+}
+
+func (s *slot) init(p Phase, key uint64) {
+	s.phase = p
+	s.key = mix(key)
+	s.none = p.Faults.none()
+	s.err = ErrInjected
+	if p.Faults.Err != nil {
+		s.err = &injectedError{err: p.Faults.Err}
+	}
+}
+
+// now returns the slot that applies at this moment.
+func (in *Injector) now() *slot {
+	if len(in.phases) == 0 {
+		return &in.base
+	}
+	el := time.Since(in.start)
+	for i := len(in.phases) - 1; i >= 0; i-- {
+		p := &in.phases[i]
+		if el >= p.phase.Start {
+			if el < p.end {
+				return p
+			}
+			break
+		}
+	}
+	return &in.base
+}
+
+// outcome is what becomes of one call.
+type outcome uint8
+
+const (
+	forward outcome = iota // call the real thing
+	fail                   // return an injected error or response
+	stopped                // the context ended during a hang or delay
+)
+
+// enter decides the outcome of one call and serves its hang or delay. It
+// returns the slot the call fell in, the outcome and, when the outcome is
+// stopped, the context's error. It counts every outcome but fail, which
+// its caller counts as an error or a status.
+func (in *Injector) enter(ctx context.Context) (*slot, outcome, error) {
+	s := in.now()
+	n := s.n.Add(1) - 1
+	if s.none {
+		in.passed.Add(1)
+		return s, forward, nil
+	}
+	f := &s.phase.Faults
+	h := mix(s.key + n*golden)
+	u := float64(h>>11) * 0x1p-53 // uniform in [0, 1)
+	if u < f.HangRate {
+		in.hangs.Add(1)
+		<-ctx.Done()
+		return s, stopped, ctx.Err()
+	}
+	d := f.Latency
+	if f.Jitter > 0 {
+		d += time.Duration(mix(h) % uint64(f.Jitter))
+	}
+	if d > 0 {
+		in.delayed.Add(1)
+		if err := wait(ctx, d); err != nil {
+			in.canceled.Add(1)
+			return s, stopped, err
+		}
+	}
+	if u < f.HangRate+f.ErrorRate {
+		return s, fail, nil
+	}
+	in.passed.Add(1)
+	return s, forward, nil
+}
+
+// wait blocks for d or until ctx ends, whichever comes first, and returns
+// ctx's error in the second case.
+func wait(ctx context.Context, d time.Duration) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Inject applies the faults that apply now to one call, for code that
+// neither [Wrap] nor [Transport] fits, such as a fake server's handler:
+//
+//	if err := inj.Inject(ctx); err != nil {
+//		return err
+//	}
+//	// ... do the real work
+//
+// It returns nil when the call should go ahead, possibly after an injected
+// delay; the injected error (see [Faults.Err]) when the call should fail;
+// and the context's error when the call hung, or its context ended during
+// the delay. A nil Injector always returns nil at once.
+func (in *Injector) Inject(ctx context.Context) error {
+	if in == nil {
+		return nil
+	}
+	s, o, err := in.enter(ctx)
+	switch o {
+	case fail:
+		in.errs.Add(1)
+		return s.err
+	case stopped:
+		return err
+	}
+	return nil
+}
+
+// Wrap returns a function that calls fn through in: each call first gets
+// the faults that apply at that moment (see [Injector.Inject]), and fn runs
+// only if the call goes ahead. An injected failure or a context that ends
+// during a hang or delay returns the zero T and the error, without calling
+// fn. A nil in returns fn itself.
+//
+// The returned function is safe for concurrent use if fn is.
+func Wrap[T any](fn func(context.Context) (T, error), in *Injector) func(context.Context) (T, error) {
+	if in == nil {
+		return fn
+	}
+	return func(ctx context.Context) (T, error) {
+		if err := in.Inject(ctx); err != nil {
+			var zero T
+			return zero, err
+		}
+		return fn(ctx)
+	}
+}
+
+// Stats counts the calls an Injector has seen and what it did to them.
+// Once every call has returned,
+//
+//	Calls == Passed + Errors + Statuses + Hangs + Canceled
+//
+// while a call is delayed it is counted in Calls (and Delayed) only.
+type Stats struct {
+	// Calls is the number of calls that reached the injector.
+	Calls uint64
+	// Passed counts calls forwarded to the wrapped function or to the next
+	// round tripper, including delayed ones.
+	Passed uint64
+	// Errors counts calls failed with an injected error.
+	Errors uint64
+	// Statuses counts calls answered by Transport with an injected HTTP
+	// response (Faults.Status).
+	Statuses uint64
+	// Hangs counts calls made to hang until their context ended. A hang is
+	// counted as soon as it begins.
+	Hangs uint64
+	// Delayed counts calls given an injected delay (Latency or Jitter);
+	// each is also counted by its outcome.
+	Delayed uint64
+	// Canceled counts delayed calls whose context ended during the delay,
+	// so that they were neither forwarded nor failed.
+	Canceled uint64
+}
+
+// Stats returns the counts so far. Each counter is read atomically, but
+// not all at one instant: with calls in flight, they may disagree by those
+// calls. A nil Injector returns zero Stats.
+func (in *Injector) Stats() Stats {
+	if in == nil {
+		return Stats{}
+	}
+	calls := in.base.n.Load()
+	for i := range in.phases {
+		calls += in.phases[i].n.Load()
+	}
+	return Stats{
+		Calls:    calls,
+		Passed:   in.passed.Load(),
+		Errors:   in.errs.Load(),
+		Statuses: in.statuses.Load(),
+		Hangs:    in.hangs.Load(),
+		Delayed:  in.delayed.Load(),
+		Canceled: in.canceled.Load(),
+	}
+}
+
+// Current returns the phase that applies now and true, or, when none does,
+// a Phase holding Settings.Faults (with no name, start or duration) and
+// false. A nil Injector returns the zero Phase and false.
+func (in *Injector) Current() (Phase, bool) {
+	if in == nil {
+		return Phase{}, false
+	}
+	s := in.now()
+	return s.phase, s != &in.base
+}
+
+// injectedError wraps a caller's error so that it also matches
+// ErrInjected. Its message is the caller's.
+type injectedError struct{ err error }
+
+func (e *injectedError) Error() string        { return e.err.Error() }
+func (e *injectedError) Unwrap() error        { return e.err }
+func (e *injectedError) Is(target error) bool { return target == ErrInjected }
+
+// golden is 2^64 divided by the golden ratio, the increment of SplitMix64.
+const golden = 0x9e3779b97f4a7c15
+
+// mix is the SplitMix64 finaliser: a bijection on uint64 whose outputs for
+// consecutive inputs look independent and uniform.
+func mix(z uint64) uint64 {
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9
+	z = (z ^ (z >> 27)) * 0x94d049bb133111eb
+	return z ^ (z >> 31)
+}
