@@ -141,9 +141,10 @@ func newBreaker(s Settings) *Breaker {
 		s.rand = rand.Float64
 	}
 	b := &Breaker{
-		s:     s,
-		win:   window.New(s.Window, windowBuckets, numCounters),
-		since: time.Now(),
+		s:      s,
+		win:    window.New(s.Window, windowBuckets, numCounters),
+		since:  time.Now(),
+		reason: "created",
 		bo: backoff.ExponentialBackOff{
 			InitialInterval: s.OpenTimeout,
 			Multiplier:      2,
@@ -595,9 +596,10 @@ type Snapshot struct {
 	State State
 	// Since is when the breaker entered State.
 	Since time.Time
-	// Reason says why the breaker entered State, such as
-	// "5 consecutive failures" or "forced open: " and the operator's
-	// reason.
+	// Reason says why the breaker entered State: "created",
+	// "5 consecutive failures", "failure ratio 12/20", "open wait over",
+	// "probe failed", "probes succeeded", "released", or "forced open: "
+	// or "forced closed: " and the operator's reason.
 	Reason string
 	// Requests, Failures and SlowCalls are counted over the window
 	// (SlowCalls are also Failures). They start afresh when the breaker
