@@ -2,6 +2,7 @@ package fallback
 
 import (
 	"context"
+	"errors"
 	"testing"
 
 	"github.com/ringfence/ringfence/breaker"
@@ -112,4 +113,34 @@ func BenchmarkSwitchMode(b *testing.B) {
 			}
 		}
 	})
+}
+
+// BenchmarkChainFallsBack measures a call whose primary fails and whose
+// static fallback answers, and one in manual mode that skips the primary.
+func BenchmarkChainFallsBack(b *testing.B) {
+	ctx := context.Background()
+	errDown := errors.New("down")
+	failing := func(context.Context, string) (int, error) { return 0, errDown }
+	auto, err := NewChain("price", ChainSettings{}, Primary("pricing-api", failing), Static[string]("zero", 0))
+	if err != nil {
+		b.Fatal(err)
+	}
+	sw := newBenchSwitch(b)
+	if err := sw.Set(ModeManual, "bench"); err != nil {
+		b.Fatal(err)
+	}
+	manual := newBenchChain(b, ChainSettings{Switch: sw}, Static[string]("zero", 0))
+	for _, c := range []struct {
+		name  string
+		chain *Chain[string, int]
+	}{{"primary fails", auto}, {"manual mode", manual}} {
+		b.Run(c.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, src, err := c.chain.Run(ctx, "sku-1"); err != nil || src.Kind != KindStatic {
+					b.Fatal(src, err)
+				}
+			}
+		})
+	}
 }

@@ -124,13 +124,15 @@ func NoFallback(err error) error {
 
 type noFallbackError struct{ err error }
 
-func (e *noFallbackError) Error() string { return e.err.Error() }
-func (e *noFallbackError) Unwrap() error { return e.err }
+// errNoFallback is matched by every noFallbackError, so that errors.Is
+// finds the mark without the allocation errors.As would make.
+var errNoFallback = errors.New("fallback: no fallback")
 
-func isNoFallback(err error) bool {
-	var nf *noFallbackError
-	return errors.As(err, &nf)
-}
+func (e *noFallbackError) Error() string        { return e.err.Error() }
+func (e *noFallbackError) Unwrap() error        { return e.err }
+func (e *noFallbackError) Is(target error) bool { return target == errNoFallback }
+
+func isNoFallback(err error) bool { return errors.Is(err, errNoFallback) }
 
 // ChainSettings configures a [Chain]. Every zero field means the default
 // its comment states, so ChainSettings{} gives a chain that is always in
@@ -272,47 +274,55 @@ func (c *Chain[Req, Resp]) Name() string { return c.name }
 // ErrStreamPending. In ModePrimary, which never falls back, Run returns
 // that error instead.
 //
-// When the primary succeeds and the chain has no deferred step, Run adds
-// no allocation to the primary's own.
+// In a chain without a deferred step, Run adds no allocation to the
+// steps' own, whether the primary answers or a fallback does; only the
+// error of a call that fails is built on the heap.
 func (c *Chain[Req, Resp]) Run(ctx context.Context, req Req) (Resp, Source, error) {
 	mode := ModeAuto
 	if c.sw != nil {
 		mode = c.sw.Mode()
 	}
 	var (
-		w    pendingWrite
-		errs []error
+		w   pendingWrite
+		buf [4]failure[Req, Resp] // the steps' errors, kept off the heap for short chains
 	)
+	fails := buf[:0]
 	if c.deferredAt >= 0 {
-		if queued, err := c.queuedBehind(req, &w); err != nil {
-			return c.fail(ctx, mode, []error{err}, false)
-		} else if queued {
+		queued, err := c.queuedBehind(req, &w)
+		if err != nil {
+			fails = append(fails, failure[Req, Resp]{&c.fallbacks[c.deferredAt], err})
+			return c.fail(ctx, mode, fails, false)
+		}
+		if queued {
 			// Earlier writes on this stream wait in the outbox: this one
 			// goes behind them instead of overtaking them.
-			errs = append(errs, &StepError{Step: c.primary.name, Kind: KindPrimary, Err: ErrStreamPending})
+			fails = append(fails, failure[Req, Resp]{&c.primary, ErrStreamPending})
 			if mode == ModePrimary {
-				return c.fail(ctx, mode, errs, false)
+				return c.fail(ctx, mode, fails, false)
 			}
-			return c.runFallbacks(ctx, req, mode, c.deferredAt, errs, &w)
+			return c.runFallbacks(ctx, req, mode, c.deferredAt, fails, &w)
 		}
 	}
 	if mode == ModeManual {
-		errs = append(errs, c.manualSkip())
+		fails = append(fails, failure[Req, Resp]{&c.primary, ErrManualMode})
 	} else {
 		v, err := c.callPrimary(ctx, req)
 		if err == nil {
 			return v, Source{Step: c.primary.name, Kind: KindPrimary, Mode: mode}, nil
 		}
-		errs = append(errs, &StepError{Step: c.primary.name, Kind: KindPrimary, Err: err})
+		fails = append(fails, failure[Req, Resp]{&c.primary, err})
 		if mode == ModePrimary || c.stops(ctx, err) {
-			return c.fail(ctx, mode, errs, false)
+			return c.fail(ctx, mode, fails, false)
 		}
 	}
-	return c.runFallbacks(ctx, req, mode, 0, errs, &w)
+	return c.runFallbacks(ctx, req, mode, 0, fails, &w)
 }
 
-func (c *Chain[Req, Resp]) manualSkip() error {
-	return &StepError{Step: c.primary.name, Kind: KindPrimary, Err: ErrManualMode}
+// failure is a step's error, kept as it is until Run has to return it, so
+// that a fallback that succeeds costs no allocation for the errors before.
+type failure[Req, Resp any] struct {
+	step *Step[Req, Resp]
+	err  error
 }
 
 // callPrimary calls the primary through the retry policy and the breaker,
@@ -355,10 +365,10 @@ func (c *Chain[Req, Resp]) guarded(ctx context.Context, req Req) (Resp, error) {
 	return v, err
 }
 
-// runFallbacks tries the fallbacks from index from on, after the errors
-// errs of the steps before. w carries the deferred write's item, if the
-// chain has a deferred step.
-func (c *Chain[Req, Resp]) runFallbacks(ctx context.Context, req Req, mode Mode, from int, errs []error, w *pendingWrite) (Resp, Source, error) {
+// runFallbacks tries the fallbacks from index from on, after the failures
+// of the steps before. w carries the deferred write's item, if the chain
+// has a deferred step.
+func (c *Chain[Req, Resp]) runFallbacks(ctx context.Context, req Req, mode Mode, from int, fails []failure[Req, Resp], w *pendingWrite) (Resp, Source, error) {
 	for i := from; i < len(c.fallbacks); i++ {
 		st := &c.fallbacks[i]
 		var (
@@ -374,12 +384,12 @@ func (c *Chain[Req, Resp]) runFallbacks(ctx context.Context, req Req, mode Mode,
 		if err == nil {
 			return v, Source{Step: st.name, Kind: st.kind, Age: age, Mode: mode}, nil
 		}
-		errs = append(errs, &StepError{Step: st.name, Kind: st.kind, Err: err})
+		fails = append(fails, failure[Req, Resp]{st, err})
 		if c.stops(ctx, err) {
-			return c.fail(ctx, mode, errs, false)
+			return c.fail(ctx, mode, fails, false)
 		}
 	}
-	return c.fail(ctx, mode, errs, true)
+	return c.fail(ctx, mode, fails, true)
 }
 
 // stops reports whether err from a step ends the chain.
@@ -389,21 +399,24 @@ func (c *Chain[Req, Resp]) stops(ctx context.Context, err error) bool {
 		(c.should != nil && !c.should(err))
 }
 
-// fail builds Run's error from the steps' errors.
-func (c *Chain[Req, Resp]) fail(ctx context.Context, mode Mode, errs []error, all bool) (Resp, Source, error) {
+// fail builds Run's error from the steps' failures: a *StepError for each,
+// joined, after an ErrAllFailed error when all is set.
+func (c *Chain[Req, Resp]) fail(ctx context.Context, mode Mode, fails []failure[Req, Resp], all bool) (Resp, Source, error) {
 	var zero Resp
-	if ctxErr := ctx.Err(); ctxErr == context.Canceled && !errors.Is(errors.Join(errs...), ctxErr) {
-		errs = append(errs, ctxErr)
+	errs := make([]error, 0, len(fails)+2)
+	if all {
+		errs = append(errs, fmt.Errorf("fallback: chain %q: %w", c.name, ErrAllFailed))
 	}
-	var err error
-	switch {
-	case all:
-		head := fmt.Errorf("fallback: chain %q: %w", c.name, ErrAllFailed)
-		err = errors.Join(append([]error{head}, errs...)...)
-	case len(errs) == 1:
-		err = errs[0]
-	default:
-		err = errors.Join(errs...)
+	canceled := false
+	for _, f := range fails {
+		errs = append(errs, &StepError{Step: f.step.name, Kind: f.step.kind, Err: f.err})
+		canceled = canceled || errors.Is(f.err, context.Canceled)
 	}
-	return zero, Source{Mode: mode}, err
+	if ctx.Err() == context.Canceled && !canceled {
+		errs = append(errs, context.Canceled)
+	}
+	if len(errs) == 1 {
+		return zero, Source{Mode: mode}, errs[0]
+	}
+	return zero, Source{Mode: mode}, errors.Join(errs...)
 }

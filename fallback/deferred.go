@@ -7,7 +7,8 @@ import (
 
 // Deferred returns a fallback step for writes: it enqueues the write in
 // outbox, durably, and succeeds with accepted(req), which tells the caller
-// "accepted; will sync" (a nil accepted gives the zero Resp). The Source
+// "accepted; will sync". A nil accepted gives the zero Resp; Resp cannot be
+// inferred from nil then, so name the types: Deferred[Req, Resp](...). The Source
 // then has KindDeferred. A separate [Outbox.Replay] delivers the write once
 // the dependency is back.
 //
@@ -80,7 +81,7 @@ func (d *deferral[Req, Resp]) enqueue(ctx context.Context, req Req, w *pendingWr
 
 // queuedBehind reports whether req must be queued behind writes of its
 // stream that wait in the outbox. It builds the item only when the outbox
-// holds anything at all. The error is a *StepError of the deferred step.
+// holds anything at all. An error is the deferred step's.
 func (c *Chain[Req, Resp]) queuedBehind(req Req, w *pendingWrite) (bool, error) {
 	d := c.fallbacks[c.deferredAt].deferred
 	if d.outbox.Pending() == 0 {
@@ -88,7 +89,7 @@ func (c *Chain[Req, Resp]) queuedBehind(req Req, w *pendingWrite) (bool, error) 
 	}
 	it, err := d.build(req, w)
 	if err != nil {
-		return false, &StepError{Step: d.name, Kind: KindDeferred, Err: err}
+		return false, err
 	}
 	return d.outbox.StreamPending(it.Stream) > 0, nil
 }

@@ -38,9 +38,10 @@
 //   - [Manual]: a manual procedure standing in for the dependency.
 //   - [Deferred]: for writes, a durable entry in an [Outbox].
 //
-// A Chain is immutable and safe for concurrent use. When the primary
-// succeeds, Run adds a few nanoseconds and no allocation to the primary's
-// own cost (see the package benchmarks).
+// A Chain is immutable and safe for concurrent use. Run adds a few
+// nanoseconds and no allocation to the steps' own cost, both when the
+// primary answers and when a fallback does, which is every call during an
+// outage (see the package benchmarks).
 //
 // # Sources
 //
