@@ -1,0 +1,392 @@
+package rollout
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"time"
+)
+
+// Defaults used for zero fields of a Plan, its Stages and its Judge.
+const (
+	DefaultName                = "rollout"        // Plan.Name
+	DefaultMinSamples          = 500              // Stage.MinSamples
+	DefaultMinDeadline         = time.Hour        // lower bound of the default Stage.Deadline
+	DefaultInterval            = time.Second      // Plan.Interval
+	DefaultCheckpoint          = 10 * time.Second // Plan.Checkpoint
+	DefaultAlpha               = 0.05             // Judge.Alpha
+	DefaultMinRegression       = 0.5              // Judge.MinRegression
+	DefaultMaxErrorRate        = 0.5              // Judge.MaxErrorRate
+	DefaultP99Factor           = 3.0              // Judge.P99Factor
+	DefaultGuardrailMinSamples = 100              // Judge.GuardrailMinSamples
+	DefaultSilenceRatio        = 0.5              // Judge.SilenceRatio
+	DefaultSilenceZ            = 5.0              // Judge.SilenceZ
+	DefaultSilenceMinExpected  = 50               // Judge.SilenceMinExpected
+)
+
+// DefaultStages returns the ring list used when Plan.Stages is empty:
+// 0.1%, 1%, 10%, 50% and 100% of keys, baking 30 minutes at each of the
+// first two rings, an hour at 10% and 50%, and none at 100%.
+func DefaultStages() []Stage {
+	return []Stage{
+		{Percent: 0.1, Bake: 30 * time.Minute},
+		{Percent: 1, Bake: 30 * time.Minute},
+		{Percent: 10, Bake: time.Hour},
+		{Percent: 50, Bake: time.Hour},
+		{Percent: 100},
+	}
+}
+
+// Stage is one ring of a rollout: a share of keys that gets the canary
+// for at least a bake time.
+type Stage struct {
+	// Percent is the share of keys in the canary, in (0, 100]. It is
+	// exact to 0.0001% (one key in a million); a value between two such
+	// steps is an error, not rounded. With BucketingUnleash it must be a
+	// whole number.
+	Percent float64
+
+	// Bake is how long the stage runs, while the rollout is Running, before
+	// it may advance. Zero means the stage advances as soon as its samples
+	// are in and the judge finds no regression. It must not be negative.
+	Bake time.Duration
+
+	// MinSamples is the number of canary observations the stage must
+	// gather before it may advance. Zero means DefaultMinSamples (500).
+	MinSamples int
+
+	// Deadline bounds the running time a stage may take to gather
+	// MinSamples; a stage that misses it is inconclusive (see
+	// Plan.OnInconclusive). Zero means four times Bake, but at least
+	// DefaultMinDeadline (1h). It must not be below Bake.
+	Deadline time.Duration
+
+	// Shadow runs the stage as a dark launch: through Do, the keys assigned
+	// to the canary run both variants, get the baseline's result, and the
+	// canary's errors and mismatches count against it.
+	Shadow bool
+}
+
+// InconclusiveAction is what a rollout does when a stage misses its deadline.
+type InconclusiveAction uint8
+
+const (
+	// PauseOnInconclusive pauses the rollout at its current stage, for an
+	// operator to decide. It is the default.
+	PauseOnInconclusive InconclusiveAction = iota
+	// RollBackOnInconclusive rolls the rollout back.
+	RollBackOnInconclusive
+)
+
+// Judge configures how a stage's canary is judged against its baseline.
+// Every zero field means the default documented on it.
+type Judge struct {
+	// Alpha is the probability, over the whole stage and however often it
+	// is evaluated, that a canary no worse than the baseline is rolled back
+	// by the error-rate test. Zero means DefaultAlpha (0.05). It must be in
+	// (0, 0.5].
+	Alpha float64
+
+	// MinRegression is the smallest relative increase of the canary's
+	// error rate worth rolling back for: 0.5 means 50% more errors than
+	// the baseline. The error-rate test is tuned to detect it, and it never
+	// rolls back while the observed increase is smaller. Zero means
+	// DefaultMinRegression (0.5). It must be positive.
+	MinRegression float64
+
+	// MaxErrorRate is a ceiling on the canary's error rate that rolls back
+	// at once, in (0, 1]; 1 disables it. Zero means DefaultMaxErrorRate
+	// (0.5).
+	MaxErrorRate float64
+
+	// MaxP99 is a ceiling on the canary's 99th-percentile latency that
+	// rolls back at once. Zero means no ceiling.
+	MaxP99 time.Duration
+
+	// P99Factor rolls back at once when the canary's 99th-percentile
+	// latency exceeds the baseline's by this factor. Zero means
+	// DefaultP99Factor (3); it must be above 1; math.Inf(1) disables it.
+	P99Factor float64
+
+	// GuardrailMinSamples is the number of observations a variant needs
+	// before the ceilings above judge it. Zero means
+	// DefaultGuardrailMinSamples (100).
+	GuardrailMinSamples int
+
+	// SilenceRatio and SilenceZ define "markedly fewer" canary observations
+	// than the canary's share of keys predicts: the canary is judged
+	// silent when it reports less than SilenceRatio of its expected count
+	// and that count is more than SilenceZ standard deviations below
+	// expectation. Zeros mean DefaultSilenceRatio (0.5) and
+	// DefaultSilenceZ (5). SilenceRatio must be in (0, 1); SilenceZ must
+	// be positive.
+	SilenceRatio float64
+	SilenceZ     float64
+
+	// SilenceMinExpected is the smallest expected number of canary
+	// observations at which silence is judged. Zero means
+	// DefaultSilenceMinExpected (50).
+	SilenceMinExpected int
+}
+
+// Plan describes a staged rollout. It is passed by value to [New]; every
+// zero field means the default documented on it, so New(Plan{}) rolls out
+// through DefaultStages under the default Judge.
+type Plan struct {
+	// Name identifies the rollout in events and in its stored state.
+	// Empty means DefaultName.
+	Name string
+
+	// Salt makes this rollout's assignment independent of other
+	// rollouts': two rollouts with the same salt put the same keys in the
+	// canary first. Empty means Name. With BucketingUnleash it is the
+	// Unleash groupId.
+	Salt string
+
+	// Bucketing selects the assignment of keys; zero is BucketingDefault.
+	Bucketing Bucketing
+
+	// Stages are the rings, in strictly increasing Percent, the last at
+	// 100. Empty means DefaultStages(), without the rings below 1% when
+	// Bucketing is BucketingUnleash (whose percents are whole numbers).
+	Stages []Stage
+
+	// Judge configures the verdicts.
+	Judge Judge
+
+	// OnInconclusive says what happens when a stage misses its deadline;
+	// zero is PauseOnInconclusive.
+	OnInconclusive InconclusiveAction
+
+	// Validate, if set, is the pre-flight check Start runs before any key
+	// is exposed. A non-nil error rolls the rollout back with the error as
+	// its reason. Validate the change with the very code that will run it
+	// in production (see the package documentation).
+	Validate func(ctx context.Context) error
+
+	// FallbackToBaseline makes Do call the baseline, for that call only,
+	// when the canary returns an error. The failure still counts against
+	// the canary.
+	FallbackToBaseline bool
+
+	// OnEvent, if set, receives every transition, in order, after it is
+	// recorded. It runs on the goroutine that caused the transition, with
+	// no lock held, so it may call the Rollout's methods.
+	OnEvent func(Event)
+
+	// Store keeps the rollout's state across restarts. Nil keeps it in
+	// memory only.
+	Store Store
+
+	// Interval is the period of Run's evaluations. Zero means
+	// DefaultInterval (1s).
+	Interval time.Duration
+
+	// Checkpoint is the longest time Evaluate lets pass between saves of
+	// the bake progress to Store; a restart may lose at most this much
+	// bake time (the stage then bakes longer, never shorter). Transitions
+	// are saved at once. Zero means DefaultCheckpoint (10s).
+	Checkpoint time.Duration
+}
+
+// ErrPlan is wrapped by every error New returns for an invalid Plan.
+var ErrPlan = errors.New("rollout: invalid plan")
+
+// stage is a validated Stage.
+type stage struct {
+	Stage
+	ppm uint32 // Percent in parts per million
+}
+
+// plan is a validated Plan with defaults applied.
+type plan struct {
+	Plan
+	stages []stage
+	hash   hasher
+}
+
+func planError(format string, args ...any) error {
+	return fmt.Errorf("%w: "+format, append([]any{ErrPlan}, args...)...)
+}
+
+// percentPPM converts a percent to parts per million, exactly.
+func percentPPM(p float64) (uint32, bool) {
+	if math.IsNaN(p) || p <= 0 || p > 100 {
+		return 0, false
+	}
+	x := p * 10_000
+	r := math.Round(x)
+	if math.Abs(x-r) > 1e-6*math.Max(1, x) {
+		return 0, false
+	}
+	return uint32(r), true
+}
+
+func compile(p Plan) (*plan, error) {
+	if p.Name == "" {
+		p.Name = DefaultName
+	}
+	if p.Salt == "" {
+		p.Salt = p.Name
+	}
+	if p.Bucketing > BucketingUnleash {
+		return nil, planError("Plan.Bucketing %d is unknown", p.Bucketing)
+	}
+	if p.OnInconclusive > RollBackOnInconclusive {
+		return nil, planError("Plan.OnInconclusive %d is unknown", p.OnInconclusive)
+	}
+	if len(p.Stages) == 0 {
+		for _, s := range DefaultStages() {
+			if p.Bucketing != BucketingUnleash || s.Percent == math.Trunc(s.Percent) {
+				p.Stages = append(p.Stages, s)
+			}
+		}
+	}
+	if p.Interval < 0 {
+		return nil, planError("Plan.Interval must not be negative, got %v", p.Interval)
+	}
+	if p.Interval == 0 {
+		p.Interval = DefaultInterval
+	}
+	if p.Checkpoint < 0 {
+		return nil, planError("Plan.Checkpoint must not be negative, got %v", p.Checkpoint)
+	}
+	if p.Checkpoint == 0 {
+		p.Checkpoint = DefaultCheckpoint
+	}
+	j, err := p.Judge.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	p.Judge = j
+	out := &plan{Plan: p, hash: newHasher(p.Salt)}
+	var prev uint32
+	for i, s := range p.Stages {
+		ppm, ok := percentPPM(s.Percent)
+		if !ok {
+			return nil, planError("Plan.Stages[%d].Percent must be in (0, 100] in steps of 0.0001, got %v", i, s.Percent)
+		}
+		if p.Bucketing == BucketingUnleash && ppm%10_000 != 0 {
+			return nil, planError("Plan.Stages[%d].Percent must be a whole number with BucketingUnleash, got %v", i, s.Percent)
+		}
+		if ppm <= prev {
+			return nil, planError("Plan.Stages[%d].Percent must be above the previous stage's %v, got %v", i, float64(prev)/10_000, s.Percent)
+		}
+		prev = ppm
+		if s.Bake < 0 {
+			return nil, planError("Plan.Stages[%d].Bake must not be negative, got %v", i, s.Bake)
+		}
+		if s.MinSamples < 0 {
+			return nil, planError("Plan.Stages[%d].MinSamples must not be negative, got %d", i, s.MinSamples)
+		}
+		if s.MinSamples == 0 {
+			s.MinSamples = DefaultMinSamples
+		}
+		if s.Deadline < 0 {
+			return nil, planError("Plan.Stages[%d].Deadline must not be negative, got %v", i, s.Deadline)
+		}
+		if s.Deadline == 0 {
+			s.Deadline = max(4*s.Bake, DefaultMinDeadline)
+		}
+		if s.Deadline < s.Bake {
+			return nil, planError("Plan.Stages[%d].Deadline %v must not be below its Bake %v", i, s.Deadline, s.Bake)
+		}
+		out.stages = append(out.stages, stage{Stage: s, ppm: ppm})
+	}
+	if prev != Buckets {
+		return nil, planError("Plan.Stages[%d].Percent must be 100 for the last stage, got %v", len(p.Stages)-1, float64(prev)/10_000)
+	}
+	out.Stages = nil // the compiled stages are the truth
+	return out, nil
+}
+
+func (j Judge) withDefaults() (Judge, error) {
+	if j.Alpha == 0 {
+		j.Alpha = DefaultAlpha
+	}
+	if !(j.Alpha > 0 && j.Alpha <= 0.5) {
+		return j, planError("Plan.Judge.Alpha must be in (0, 0.5], got %v", j.Alpha)
+	}
+	if j.MinRegression == 0 {
+		j.MinRegression = DefaultMinRegression
+	}
+	if !(j.MinRegression > 0) || math.IsInf(j.MinRegression, 0) {
+		return j, planError("Plan.Judge.MinRegression must be positive, got %v", j.MinRegression)
+	}
+	if j.MaxErrorRate == 0 {
+		j.MaxErrorRate = DefaultMaxErrorRate
+	}
+	if !(j.MaxErrorRate > 0 && j.MaxErrorRate <= 1) {
+		return j, planError("Plan.Judge.MaxErrorRate must be in (0, 1], got %v", j.MaxErrorRate)
+	}
+	if j.MaxP99 < 0 {
+		return j, planError("Plan.Judge.MaxP99 must not be negative, got %v", j.MaxP99)
+	}
+	if j.P99Factor == 0 {
+		j.P99Factor = DefaultP99Factor
+	}
+	if !(j.P99Factor > 1) {
+		return j, planError("Plan.Judge.P99Factor must be above 1, got %v", j.P99Factor)
+	}
+	if j.GuardrailMinSamples < 0 {
+		return j, planError("Plan.Judge.GuardrailMinSamples must not be negative, got %d", j.GuardrailMinSamples)
+	}
+	if j.GuardrailMinSamples == 0 {
+		j.GuardrailMinSamples = DefaultGuardrailMinSamples
+	}
+	if j.SilenceRatio == 0 {
+		j.SilenceRatio = DefaultSilenceRatio
+	}
+	if !(j.SilenceRatio > 0 && j.SilenceRatio < 1) {
+		return j, planError("Plan.Judge.SilenceRatio must be in (0, 1), got %v", j.SilenceRatio)
+	}
+	if j.SilenceZ == 0 {
+		j.SilenceZ = DefaultSilenceZ
+	}
+	if !(j.SilenceZ > 0) || math.IsInf(j.SilenceZ, 0) {
+		return j, planError("Plan.Judge.SilenceZ must be positive, got %v", j.SilenceZ)
+	}
+	if j.SilenceMinExpected < 0 {
+		return j, planError("Plan.Judge.SilenceMinExpected must not be negative, got %d", j.SilenceMinExpected)
+	}
+	if j.SilenceMinExpected == 0 {
+		j.SilenceMinExpected = DefaultSilenceMinExpected
+	}
+	return j, nil
+}
+
+// Geometric returns a ring schedule that starts at start percent and
+// multiplies the percent by factor at each ring, each ring baking for bake,
+// until a last ring at 100% (which bakes too). Percents are rounded down to
+// the 0.0001% resolution of a Stage. For example Geometric(0.01, 10,
+// time.Hour) gives 0.01%, 0.1%, 1%, 10% and 100%.
+//
+// It returns an error wrapping ErrPlan when start is not in (0, 100],
+// factor is not above 1, or bake is negative.
+func Geometric(start, factor float64, bake time.Duration) ([]Stage, error) {
+	ppm, ok := percentPPM(start)
+	if !ok {
+		return nil, planError("Geometric start must be in (0, 100] in steps of 0.0001, got %v", start)
+	}
+	if !(factor > 1) || math.IsInf(factor, 0) {
+		return nil, planError("Geometric factor must be above 1, got %v", factor)
+	}
+	if bake < 0 {
+		return nil, planError("Geometric bake must not be negative, got %v", bake)
+	}
+	var out []Stage
+	x := float64(ppm)
+	last := uint32(0)
+	for {
+		p := uint32(min(math.Floor(x+1e-9), Buckets))
+		if p > last {
+			out = append(out, Stage{Percent: float64(p) / 10_000, Bake: bake})
+			last = p
+		}
+		if p >= Buckets {
+			return out, nil
+		}
+		x *= factor
+	}
+}

@@ -1,0 +1,501 @@
+package rollout
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// State is the lifecycle state of a rollout.
+type State uint8
+
+// The lifecycle states.
+const (
+	// Pending is the state before Start: every key gets the baseline.
+	Pending State = iota
+	// Running exposes the current stage's share of keys to the canary and
+	// judges it; the stage advances when it has baked.
+	Running
+	// Paused keeps the current stage's exposure and keeps judging it (a
+	// regression still rolls back), but the stage neither bakes nor
+	// advances.
+	Paused
+	// Promoted is final: every key gets the canary.
+	Promoted
+	// RolledBack is final: every key gets the baseline.
+	RolledBack
+)
+
+var stateNames = [...]string{"pending", "running", "paused", "promoted", "rolled-back"}
+
+// String returns the state's name in lower case.
+func (s State) String() string {
+	if int(s) < len(stateNames) {
+		return stateNames[s]
+	}
+	return "state(?)"
+}
+
+// MarshalText encodes the state as its name.
+func (s State) MarshalText() ([]byte, error) {
+	if int(s) >= len(stateNames) {
+		return nil, fmt.Errorf("rollout: unknown state %d", s)
+	}
+	return []byte(stateNames[s]), nil
+}
+
+// UnmarshalText decodes a state's name.
+func (s *State) UnmarshalText(b []byte) error {
+	for i, n := range stateNames {
+		if n == string(b) {
+			*s = State(i)
+			return nil
+		}
+	}
+	return fmt.Errorf("rollout: unknown state %q", b)
+}
+
+// Errors returned by a Rollout's methods, checked with errors.Is.
+var (
+	// ErrTransition means an operator control was called in a state that
+	// does not allow it (for example Resume on a running rollout).
+	ErrTransition = errors.New("rollout: transition not allowed")
+	// ErrValidation wraps the error of Plan.Validate when Start fails the
+	// pre-flight check.
+	ErrValidation = errors.New("rollout: validation failed")
+	// ErrFailSafe means the rollout could not use its stored state and
+	// gives every key the baseline; it wraps the cause.
+	ErrFailSafe = errors.New("rollout: stored state unusable, failing safe to baseline")
+	// ErrMismatch is the error recorded against the canary when, in a
+	// shadow stage, its result differs from the baseline's.
+	ErrMismatch = errors.New("rollout: canary result differs from baseline")
+)
+
+// Event is one transition of a rollout, automatic or manual.
+type Event struct {
+	Time     time.Time
+	Rollout  string // Plan.Name
+	From, To State
+	// Stage is the index of the stage the transition leads to (for a roll
+	// back or promotion, the stage it happened at); Percent is the canary
+	// percent after it (0 after a roll back, 100 after a promotion).
+	Stage   int
+	Percent float64
+	Reason  string
+	// Verdict is the judge's finding at the time of the transition.
+	Verdict Verdict
+}
+
+// Status is a rollout's state at one moment.
+type Status struct {
+	State   State
+	Stage   int     // index into the plan's stages
+	Percent float64 // share of keys getting the canary now
+	Shadow  bool    // the current stage is a dark launch
+	// BakeLeft is the bake time the stage still needs while Running.
+	BakeLeft time.Duration
+	// Reason is the reason of the last transition.
+	Reason string
+	// Verdict is the judge's current finding over the stage's
+	// observations.
+	Verdict Verdict
+	// Err is the error that made the rollout fail safe, or the last error
+	// saving its state, or nil.
+	Err error
+}
+
+// route packs the stage's canary share in parts per million (low 32 bits)
+// and the shadow flag (bit 32), read on every Variant call.
+const shadowBit = 1 << 32
+
+// Rollout stages a change through the rings of a Plan, judges the canary
+// against the baseline and promotes or rolls back. Create one with [New];
+// the zero value is not usable.
+//
+// Variant and Observe are lock-free and allocate nothing; the other
+// methods take a mutex that the hot path never touches. A Rollout is safe
+// for concurrent use.
+type Rollout struct {
+	p     *plan
+	route atomic.Uint64
+	stats atomic.Pointer[stats]
+
+	mu sync.Mutex // guards the fields below
+	// state and stage are the lifecycle position; reason the last
+	// transition's reason.
+	state  State
+	stage  int
+	reason string
+	// elapsed is the running time spent in the stage before runningSince;
+	// runningSince is set while Running. deadlineFrom is the elapsed time at
+	// which the stage's deadline started.
+	elapsed      time.Duration
+	runningSince time.Time
+	deadlineFrom time.Duration
+	starting     bool
+	loaded       bool
+	version      uint64
+	lastSave     time.Time
+	failErr      error // non-nil: fail safe, every key gets Baseline
+	saveErr      error // last failed save, cleared by a successful one
+	history      []Event
+	pending      []Event // events awaiting delivery to OnEvent
+	delivering   bool
+}
+
+// New returns a Pending rollout of p; no key gets the canary before
+// [Rollout.Start]. It returns an error wrapping ErrPlan, naming the field,
+// when p is invalid. New does not read the Store; Start does.
+func New(p Plan) (*Rollout, error) {
+	cp, err := compile(p)
+	if err != nil {
+		return nil, err
+	}
+	r := &Rollout{p: cp}
+	r.stats.Store(new(stats))
+	return r, nil
+}
+
+// Name returns the plan's name.
+func (r *Rollout) Name() string { return r.p.Name }
+
+// Stages returns a copy of the plan's stages with defaults applied.
+func (r *Rollout) Stages() []Stage {
+	out := make([]Stage, len(r.p.stages))
+	for i, s := range r.p.stages {
+		out[i] = s.Stage
+	}
+	return out
+}
+
+// Variant returns the variant key gets now. Assignment is deterministic
+// (see the package documentation, section "Assignment"), so the same key
+// gets the same variant in every process. In a shadow stage Variant still
+// reports Canary for the keys assigned to it; see [Rollout.Shadow].
+// Variant is lock-free and allocates nothing.
+func (r *Rollout) Variant(key string) Variant {
+	ppm := uint32(r.route.Load())
+	switch {
+	case ppm == 0:
+		return Baseline
+	case ppm >= Buckets:
+		return Canary
+	}
+	if r.p.Bucketing == BucketingUnleash {
+		if unleashBucket(r.p.Salt, key) <= ppm/10_000 {
+			return Canary
+		}
+		return Baseline
+	}
+	if bucket(r.p.hash.sum(key)) < ppm {
+		return Canary
+	}
+	return Baseline
+}
+
+// Shadow reports whether the current stage is a dark launch, in which the
+// canary's results must be compared and discarded, never served.
+func (r *Rollout) Shadow() bool { return r.route.Load()&shadowBit != 0 }
+
+// Observe records one outcome of variant for the current stage: err is
+// nil on success, latency is how long the call took. It is lock-free and
+// allocates nothing. Callers that assign keys themselves must observe every
+// call of both variants (or the same sample of each): the judge compares
+// the canary's share of observations with its share of keys, and a canary
+// that reports too little is judged silent (see the package
+// documentation). Observations of values other than Baseline and Canary
+// are ignored.
+func (r *Rollout) Observe(v Variant, err error, latency time.Duration) {
+	if v > Canary {
+		return
+	}
+	r.stats.Load().observe(v, err != nil, latency)
+}
+
+// Start begins the rollout. When Plan.Store holds a record, Start resumes
+// from it: same state, same stage, the remaining bake time, the stored
+// counts; a record that cannot be read or does not match the plan makes
+// the rollout fail safe (every key gets Baseline) and Start returns an
+// error wrapping ErrFailSafe and the cause. Otherwise Start runs
+// Plan.Validate; a failure rolls the rollout back, with no key ever exposed,
+// and returns an error wrapping ErrValidation and Validate's error. On
+// success the rollout is Running at its first stage.
+//
+// Start on a rollout that has already started, here or in the process that
+// saved the stored record, does nothing and returns nil (or the fail-safe
+// error). An error saving the first state leaves the rollout Pending.
+func (r *Rollout) Start(ctx context.Context) error {
+	r.mu.Lock()
+	if r.failErr != nil {
+		r.mu.Unlock()
+		return r.failErr
+	}
+	if r.state != Pending || r.starting {
+		r.mu.Unlock()
+		return nil
+	}
+	if r.p.Store != nil && !r.loaded {
+		rec, ver, err := r.p.Store.Load(ctx)
+		switch {
+		case errors.Is(err, ErrNoState):
+			r.loaded = true
+		case err != nil:
+			err = r.failSafe(err)
+			r.mu.Unlock()
+			return err
+		default:
+			err = r.restore(rec, ver)
+			r.mu.Unlock()
+			r.deliver()
+			return err
+		}
+	}
+	r.starting = true
+	r.mu.Unlock()
+
+	var verr error
+	if r.p.Validate != nil {
+		verr = r.p.Validate(ctx)
+	}
+
+	r.mu.Lock()
+	r.starting = false
+	now := time.Now()
+	var err error
+	if verr != nil {
+		err = fmt.Errorf("%w: %w", ErrValidation, verr)
+		if serr := r.retreat(ctx, now, RolledBack, 0, "validation failed: "+verr.Error(), Verdict{}); serr != nil {
+			err = errors.Join(err, serr)
+		}
+	} else {
+		err = r.commit(ctx, now, Running, 0, "started", Verdict{})
+	}
+	r.mu.Unlock()
+	r.deliver()
+	return err
+}
+
+// restore resumes from a stored record. r.mu must be held.
+func (r *Rollout) restore(rec Record, ver uint64) error {
+	switch {
+	case rec.Name != r.p.Name || rec.Salt != r.p.Salt:
+		return r.failSafe(fmt.Errorf("stored state is for rollout %q (salt %q), not %q (salt %q)", rec.Name, rec.Salt, r.p.Name, r.p.Salt))
+	case rec.Stages != len(r.p.stages) || rec.Stage < 0 || rec.Stage >= len(r.p.stages):
+		return r.failSafe(fmt.Errorf("stored state has stage %d of %d, the plan has %d stages", rec.Stage, rec.Stages, len(r.p.stages)))
+	case rec.Percent != r.p.stages[rec.Stage].Percent:
+		return r.failSafe(fmt.Errorf("stored stage %d is at %v%%, the plan's at %v%%", rec.Stage, rec.Percent, r.p.stages[rec.Stage].Percent))
+	case rec.State == Pending || rec.State > RolledBack:
+		return r.failSafe(fmt.Errorf("stored state %v cannot be resumed", rec.State))
+	case rec.Elapsed < 0 || rec.DeadlineFrom < 0 || rec.DeadlineFrom > rec.Elapsed:
+		return r.failSafe(fmt.Errorf("stored elapsed time %v (deadline from %v) is invalid", rec.Elapsed, rec.DeadlineFrom))
+	}
+	now := time.Now()
+	r.loaded = true
+	r.version = ver
+	r.lastSave = now
+	r.state, r.stage, r.reason = rec.State, rec.Stage, rec.Reason
+	r.elapsed, r.deadlineFrom = rec.Elapsed, rec.DeadlineFrom
+	if r.state == Running {
+		r.runningSince = now
+	}
+	s := new(stats)
+	s.v[Baseline].samples.Store(rec.Baseline.Samples)
+	s.v[Baseline].errors.Store(rec.Baseline.Errors)
+	s.v[Canary].samples.Store(rec.Canary.Samples)
+	s.v[Canary].errors.Store(rec.Canary.Errors)
+	r.stats.Store(s)
+	r.setRoute()
+	r.record(Event{Time: now, Rollout: r.p.Name, From: rec.State, To: rec.State, Stage: r.stage,
+		Percent: r.percent(), Reason: "resumed from stored state", Verdict: r.verdictLocked()})
+	return nil
+}
+
+// failSafe routes every key to the baseline and remembers why. r.mu must
+// be held.
+func (r *Rollout) failSafe(cause error) error {
+	r.failErr = fmt.Errorf("%w: %w", ErrFailSafe, cause)
+	r.route.Store(0)
+	return r.failErr
+}
+
+// Err returns the error that made the rollout fail safe, or else the last
+// error saving its state, or nil.
+func (r *Rollout) Err() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.failErr != nil {
+		return r.failErr
+	}
+	return r.saveErr
+}
+
+// percent returns the canary percent of the current state. r.mu must be
+// held.
+func (r *Rollout) percent() float64 {
+	switch r.state {
+	case Running, Paused:
+		return r.p.stages[r.stage].Percent
+	case Promoted:
+		return 100
+	}
+	return 0
+}
+
+// setRoute publishes the current exposure to Variant. r.mu must be held.
+func (r *Rollout) setRoute() {
+	if r.failErr != nil {
+		r.route.Store(0)
+		return
+	}
+	var rt uint64
+	switch r.state {
+	case Running, Paused:
+		st := r.p.stages[r.stage]
+		rt = uint64(st.ppm)
+		if st.Shadow {
+			rt |= shadowBit
+		}
+	case Promoted:
+		rt = Buckets
+	}
+	r.route.Store(rt)
+}
+
+// elapsedAt returns the stage's running time at now. r.mu must be held.
+func (r *Rollout) elapsedAt(now time.Time) time.Duration {
+	if r.state == Running {
+		return r.elapsed + now.Sub(r.runningSince)
+	}
+	return r.elapsed
+}
+
+// transition moves to state to at stage and records the event. It does
+// not publish the new exposure; the caller calls setRoute. r.mu must be
+// held.
+func (r *Rollout) transition(now time.Time, to State, stage int, reason string, v Verdict) {
+	from := r.state
+	newStage := stage != r.stage || from == Pending
+	if r.state == Running {
+		r.elapsed += now.Sub(r.runningSince)
+	}
+	if newStage {
+		r.elapsed, r.deadlineFrom = 0, 0
+	}
+	if to == Running && from == Paused {
+		// A resumed stage gets a fresh deadline.
+		r.deadlineFrom = r.elapsed
+	}
+	r.state, r.stage, r.reason = to, stage, reason
+	r.runningSince = time.Time{}
+	if to == Running {
+		r.runningSince = now
+	}
+	if newStage {
+		r.stats.Store(new(stats))
+	}
+	r.record(Event{Time: now, Rollout: r.p.Name, From: from, To: to, Stage: stage,
+		Percent: r.percent(), Reason: reason, Verdict: v})
+}
+
+// record appends e to the history and queues it for OnEvent. r.mu must be
+// held.
+func (r *Rollout) record(e Event) {
+	r.history = append(r.history, e)
+	if r.p.OnEvent != nil {
+		r.pending = append(r.pending, e)
+	}
+}
+
+// deliver hands queued events to OnEvent, in order, with no lock held. If
+// another goroutine is already delivering, it delivers these events too.
+func (r *Rollout) deliver() {
+	if r.p.OnEvent == nil {
+		return
+	}
+	r.mu.Lock()
+	if r.delivering {
+		r.mu.Unlock()
+		return
+	}
+	r.delivering = true
+	defer func() {
+		r.mu.Lock()
+		r.delivering = false
+		r.mu.Unlock()
+	}()
+	for len(r.pending) > 0 {
+		batch := r.pending
+		r.pending = nil
+		r.mu.Unlock()
+		for _, e := range batch {
+			r.p.OnEvent(e)
+		}
+		r.mu.Lock()
+	}
+	r.mu.Unlock()
+}
+
+// snapshotRecord returns the durable state at now. r.mu must be held.
+func (r *Rollout) snapshotRecord(now time.Time) Record {
+	s := r.stats.Load()
+	return Record{
+		Name: r.p.Name, Salt: r.p.Salt, Stages: len(r.p.stages), Stage: r.stage,
+		Percent: r.p.stages[r.stage].Percent, State: r.state, Reason: r.reason,
+		Elapsed: r.elapsedAt(now), DeadlineFrom: r.deadlineFrom,
+		Baseline: Counts{s.v[Baseline].samples.Load(), s.v[Baseline].errors.Load()},
+		Canary:   Counts{s.v[Canary].samples.Load(), s.v[Canary].errors.Load()},
+		Saved:    now,
+	}
+}
+
+// save writes the current state to the store, if any. r.mu must be held.
+func (r *Rollout) save(ctx context.Context, now time.Time) error {
+	if r.p.Store == nil {
+		return nil
+	}
+	v, err := r.p.Store.Save(ctx, r.snapshotRecord(now), r.version)
+	if err != nil {
+		r.saveErr = err
+		return err
+	}
+	r.version, r.saveErr, r.lastSave = v, nil, now
+	return nil
+}
+
+// commit makes a transition that may expose more keys: the new state is
+// saved first, and if that fails the transition does not happen. r.mu must
+// be held.
+func (r *Rollout) commit(ctx context.Context, now time.Time, to State, stage int, reason string, v Verdict) error {
+	if r.p.Store == nil {
+		r.transition(now, to, stage, reason, v)
+		r.setRoute()
+		return nil
+	}
+	// Build the record of the state after the transition.
+	state, st, rs := r.state, r.stage, r.reason
+	el, since, dl := r.elapsed, r.runningSince, r.deadlineFrom
+	oldStats := r.stats.Load()
+	hist, pend := len(r.history), len(r.pending)
+	r.transition(now, to, stage, reason, v)
+	if err := r.save(ctx, now); err != nil {
+		r.state, r.stage, r.reason = state, st, rs
+		r.elapsed, r.runningSince, r.deadlineFrom = el, since, dl
+		r.stats.Store(oldStats)
+		r.history, r.pending = r.history[:hist], r.pending[:pend]
+		return err
+	}
+	r.setRoute()
+	return nil
+}
+
+// retreat makes a transition that exposes no more keys: it happens at
+// once, and an error saving it is returned and kept for Err. r.mu must be
+// held.
+func (r *Rollout) retreat(ctx context.Context, now time.Time, to State, stage int, reason string, v Verdict) error {
+	r.transition(now, to, stage, reason, v)
+	r.setRoute()
+	return r.save(ctx, now)
+}
