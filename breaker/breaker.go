@@ -350,6 +350,11 @@ func (b *Breaker) settle(t ticket, start time.Time, vd verdict) {
 		b.settleProbe(t, vd)
 		return
 	}
+	if b.word.Load()>>modeBits != t.word>>modeBits {
+		// Admitted before the last state change: like gobreaker, count
+		// an outcome only in the period that admitted the call.
+		return
+	}
 	switch vd {
 	case success:
 		b.win.Add(countRequests, 1)

@@ -621,3 +621,43 @@ func TestStateNames(t *testing.T) {
 		}
 	}
 }
+
+func TestCanceledProbeFreesItsSlot(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := mustNew(t, Settings{ConsecutiveFailures: 1, OpenTimeout: time.Second})
+		trip(t, b)
+		sleep(time.Second)
+		_, err := Do(context.Background(), b, func(context.Context) (int, error) { return 0, context.Canceled })
+		require.ErrorIs(t, err, context.Canceled, "canceled probe")
+		assert.Equal(t, HalfOpen, b.State(), "State() after a canceled probe")
+		require.NoError(t, run(b, true), "second probe")
+		assert.Equal(t, Closed, b.State(), "State() after the second probe")
+	})
+}
+
+func TestLateOutcomesAreNotCounted(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := mustNew(t, Settings{ConsecutiveFailures: 2, OpenTimeout: time.Second})
+		// A slow call admitted while closed ends after the breaker has
+		// tripped and recovered: it must not count in the new period.
+		started := make(chan struct{})
+		done := make(chan error)
+		go func() {
+			_, err := Do(context.Background(), b, func(context.Context) (int, error) {
+				close(started)
+				time.Sleep(time.Minute)
+				return 0, errDown
+			})
+			done <- err
+		}()
+		<-started
+		trip(t, b)
+		sleep(time.Second)
+		require.NoError(t, run(b, true), "probe")
+		require.Equal(t, Closed, b.State(), "State() after the probe")
+		require.ErrorIs(t, <-done, errDown, "the slow call")
+		sn := b.Snapshot()
+		assert.Equal(t, uint64(0), sn.Failures, "Snapshot().Failures after the late failure")
+		assert.Equal(t, uint64(0), sn.ConsecutiveFailures, "Snapshot().ConsecutiveFailures after the late failure")
+	})
+}

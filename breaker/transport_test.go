@@ -214,3 +214,14 @@ func TestTransportErrorsInsideABubble(t *testing.T) {
 		assert.Equal(t, uint64(0), g.Get("other.test").Snapshot().Requests, "requests counted for the canceled call")
 	})
 }
+
+func TestTransportDefaults(t *testing.T) {
+	srv, hits := statusServer(t)
+	// A nil next means http.DefaultTransport, a nil group a default group.
+	client := &http.Client{Transport: Transport(nil, nil, TransportOptions{})}
+	resp, err := client.Get(srv.URL + "/204")
+	require.NoError(t, err, "Get()")
+	resp.Body.Close()
+	assert.Equal(t, 204, resp.StatusCode, "StatusCode")
+	assert.Equal(t, int64(1), hits.Load(), "requests served")
+}
