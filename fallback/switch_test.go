@@ -299,3 +299,22 @@ func TestSwitchConcurrentSet(t *testing.T) {
 		assert.Equal(t, hist[i-1].To, hist[i].From, "History()[%d].From", i)
 	}
 }
+
+func FuzzModeUnmarshalText(f *testing.F) {
+	for _, s := range []string{"auto", "manual", "primary", "MANUAL", "", "off", "\xff"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, text string) {
+		m := Mode(-1)
+		if err := m.UnmarshalText([]byte(text)); err != nil {
+			require.ErrorIs(t, err, ErrUnknownMode, "UnmarshalText(%q)", text)
+			assert.Equal(t, Mode(-1), m, "UnmarshalText(%q) changed the mode on error", text)
+			return
+		}
+		out, err := m.MarshalText()
+		require.NoError(t, err, "MarshalText after UnmarshalText(%q)", text)
+		var again Mode
+		require.NoError(t, again.UnmarshalText(out))
+		assert.Equal(t, m, again, "UnmarshalText(MarshalText(UnmarshalText(%q)))", text)
+	})
+}
