@@ -31,6 +31,9 @@ type TransportOptions struct {
 // and closes the request body as the http.RoundTripper contract demands.
 // Otherwise the response from next is returned untouched, even when it
 // counts as a failure (a 503 is still a response); its body is never read.
+// A request whose context is already done returns the context's error,
+// also without touching the network. The round tripper is safe for
+// concurrent use if next is.
 func Transport(next http.RoundTripper, g *Group, opts TransportOptions) http.RoundTripper {
 	if next == nil {
 		next = http.DefaultTransport

@@ -61,6 +61,7 @@ func TestCountsRollOutBucketByBucket(t *testing.T) {
 func TestSingleBucketIsAFixedWindow(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		w := New(time.Second, 1, 1)
+		assert.Equal(t, time.Second, w.Bucket(), "Bucket()")
 		w.Add(0, 5)
 		time.Sleep(999 * time.Millisecond)
 		assert.Equal(t, uint64(5), w.Sum(0), "Sum(0) before the bucket ends")
