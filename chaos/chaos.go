@@ -53,11 +53,10 @@ func New(s Settings) (*Injector, error) {
 	if in.start.IsZero() {
 		in.start = time.Now()
 	}
-	seed := mix(s.Seed)
-	in.base.init(Phase{Faults: s.Faults}, seed)
+	in.base.init(Phase{Faults: s.Faults}, s.Seed, 0)
 	in.phases = make([]slot, len(s.Phases))
 	for i, p := range s.Phases {
-		in.phases[i].init(p, seed+uint64(i)+1)
+		in.phases[i].init(p, s.Seed, i+1)
 		switch {
 		case p.Duration > 0:
 			in.phases[i].end = p.Start + p.Duration
@@ -70,9 +69,15 @@ func New(s Settings) (*Injector, error) {
 	return in, nil
 }
 
-func (s *slot) init(p Phase, key uint64) {
+// init sets up the slot for phase p; index is 0 for the base slot and
+// i+1 for Phases[i].
+func (s *slot) init(p Phase, seed uint64, index int) {
 	s.phase = p
-	s.key = mix(key)
+	// The slot's key is element index+1 of the SplitMix64 sequence of the
+	// seed. Call n then draws mix(key + n×golden): a bijection of n, so
+	// which call draws 0 (and so always fails or hangs) varies with the
+	// seed instead of being call 0 of every injector with seed 0.
+	s.key = mix(seed + uint64(index+1)*golden)
 	s.none = p.Faults.none()
 	s.err = ErrInjected
 	if p.Faults.Err != nil {

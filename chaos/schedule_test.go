@@ -43,7 +43,7 @@ func TestScheduleBoundaries(t *testing.T) {
 			{10*time.Second - time.Nanosecond, "", false},
 			{10 * time.Second, "outage", true},
 			{20*time.Second - time.Nanosecond, "outage", true},
-			{40*time.Second - time.Nanosecond, "degraded", false}, // seed 1's first degraded call passes
+			{40*time.Second - time.Nanosecond, "degraded", true}, // seed 1's first degraded call fails
 			{40 * time.Second, "", false},
 			{time.Hour, "", false},
 		}
@@ -62,7 +62,7 @@ func TestScheduleBoundaries(t *testing.T) {
 		require.True(t, ok, "Current() reports a phase at 20s")
 		assert.Equal(t, "degraded", p.Name, "Current() at 20s")
 		got := len(failures(ctx, in2, 1000))
-		assert.Equal(t, 494, got, "failed calls of 1000 in the degraded phase with seed 1")
+		assert.Equal(t, 503, got, "failed calls of 1000 in the degraded phase with seed 1")
 	})
 }
 

@@ -25,10 +25,10 @@ func invalid(format string, args ...any) error {
 // Faults describes what happens to the calls made while it applies. The zero
 // Faults injects nothing: every call passes through untouched.
 //
-// Each call that is not passed straight through has one outcome, drawn
-// from the injector's seeded source: with probability HangRate it hangs,
-// with probability ErrorRate it fails, and otherwise it is forwarded. A call
-// that does not hang is first delayed by Latency plus up to Jitter.
+// Each call has one outcome, drawn from the injector's seeded generator:
+// with probability HangRate it hangs, with probability ErrorRate it fails,
+// and otherwise it goes ahead. A call that does not hang is first delayed
+// by Latency plus up to Jitter.
 type Faults struct {
 	// ErrorRate is the probability, in [0, 1], that a call fails with an
 	// injected error (or, in a Transport with Status set, an injected
