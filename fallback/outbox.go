@@ -1,0 +1,724 @@
+package fallback
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"hash/maphash"
+	"math"
+	"path/filepath"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/time/rate"
+
+	"github.com/ringfence/ringfence/internal/journal"
+)
+
+// Errors returned by the [Outbox], checked with errors.Is.
+var (
+	// ErrCorrupt means an outbox file is damaged somewhere other than the
+	// torn tail a crash leaves. OpenOutbox returns it, naming the file and
+	// offset; damaged data is never returned as an item.
+	ErrCorrupt = errors.New("fallback: outbox is corrupt")
+	// ErrClosed is returned by calls made after [Outbox.Close].
+	ErrClosed = errors.New("fallback: outbox is closed")
+	// ErrReplayRunning is returned by [Outbox.Replay] while another Replay
+	// of the same Outbox is running.
+	ErrReplayRunning = errors.New("fallback: outbox replay already running")
+	// ErrNoDeadLetter is returned by [Outbox.Requeue] when no dead letter
+	// has the given key.
+	ErrNoDeadLetter = errors.New("fallback: no dead letter with that key")
+	// ErrInvalidItem is returned by [Outbox.Enqueue] for an item it cannot
+	// store, such as one with an empty key.
+	ErrInvalidItem = errors.New("fallback: invalid outbox item")
+)
+
+// Item is one unit of deferred work held by an [Outbox].
+type Item struct {
+	// Key is the idempotency key. It is required. While an item with this
+	// key is stored (pending or dead), enqueuing the key again stores
+	// nothing; the receiver can use it to apply the work exactly once.
+	Key string
+	// Stream is the ordering scope, such as an account or a booking: the
+	// items of one stream are delivered in the order they were enqueued.
+	// The empty string is a stream like any other.
+	Stream string
+	// Payload is the work itself. Enqueue copies it.
+	Payload []byte
+	// Enqueued is when the item was first enqueued. Enqueue sets it; a
+	// requeued dead letter keeps its original time.
+	Enqueued time.Time
+	// Seq is the item's place in the outbox's global order, set by the
+	// outbox when it hands the item out. Enqueue ignores it.
+	Seq uint64
+	// Attempts counts the delivery attempts the current Replay has made
+	// for this item, including the one in progress; it is 1 on the first.
+	Attempts int
+}
+
+// DeadLetter is an item that failed permanently and is kept until it is
+// requeued.
+type DeadLetter struct {
+	Item   Item
+	Reason string // the delivery error's message
+}
+
+// OutboxStats is a snapshot of an [Outbox]'s state and replay progress.
+type OutboxStats struct {
+	Pending      int    // items waiting for delivery, including one in flight
+	Dead         int    // dead letters kept
+	InFlight     int    // items being delivered right now (0 or 1)
+	Delivered    uint64 // items delivered since OpenOutbox
+	Failures     uint64 // failed delivery attempts since OpenOutbox
+	DeadLettered uint64 // items moved to the dead letters since OpenOutbox
+	LastError    error  // the last delivery error, or nil
+	Replaying    bool   // whether a Replay is running
+	Segments     int    // segment files on disk
+	Bytes        int64  // their total size
+}
+
+// OutboxOptions configures an [Outbox]. Every zero field means the default
+// its comment states, so OutboxOptions{} is a sensible configuration.
+type OutboxOptions struct {
+	// SegmentSize is the size at which the log moves on to a new segment
+	// file. Segments whose items have all been delivered are deleted, so
+	// this bounds the disk space that delivered items hold. Zero means
+	// 32 MiB; otherwise it must be at least 4096.
+	SegmentSize int64
+	// MaxItemSize bounds len(Key)+len(Stream)+len(Payload) of one item.
+	// Zero means 4 MiB; at most 32 MiB.
+	MaxItemSize int
+	// RetryInitial is the wait before retrying the first failed delivery
+	// of an item; later waits grow exponentially (with jitter) up to
+	// RetryMax. Zero means 100ms.
+	RetryInitial time.Duration
+	// RetryMax caps the wait between retries of one item. Zero means one
+	// minute. It must not be less than RetryInitial.
+	RetryMax time.Duration
+	// MaxAttempts moves an item to the dead letters after this many failed
+	// deliveries in one Replay. Zero means no limit: an item is retried
+	// until it succeeds, fails permanently, or Replay is cancelled.
+	MaxAttempts int
+	// Rate is the most deliveries per second Replay makes, so that a
+	// recovering service is not stampeded. Zero means 100 per second;
+	// rate.Inf turns pacing off.
+	Rate rate.Limit
+	// Burst is how many deliveries may go out back to back when Replay has
+	// been idle. Zero means 1. It is ignored when Rate is rate.Inf.
+	Burst int
+}
+
+// Defaults for zero OutboxOptions fields.
+const (
+	DefaultOutboxSegmentSize  = journal.DefaultSegmentSize
+	DefaultOutboxMaxItemSize  = 4 << 20
+	DefaultOutboxRetryInitial = 100 * time.Millisecond
+	DefaultOutboxRetryMax     = time.Minute
+	DefaultOutboxRate         = rate.Limit(100)
+)
+
+func (o OutboxOptions) resolve() (OutboxOptions, error) {
+	switch {
+	case o.SegmentSize < 0 || o.SegmentSize > 0 && o.SegmentSize < 4096 || o.SegmentSize > 1<<31:
+		return o, fmt.Errorf("fallback: OutboxOptions.SegmentSize must be 0 or in [4096, 2 GiB], got %d", o.SegmentSize)
+	case o.MaxItemSize < 0 || o.MaxItemSize > 32<<20:
+		return o, fmt.Errorf("fallback: OutboxOptions.MaxItemSize must be in [0, 32 MiB], got %d", o.MaxItemSize)
+	case o.RetryInitial < 0:
+		return o, fmt.Errorf("fallback: OutboxOptions.RetryInitial must not be negative, got %v", o.RetryInitial)
+	case o.RetryMax < 0:
+		return o, fmt.Errorf("fallback: OutboxOptions.RetryMax must not be negative, got %v", o.RetryMax)
+	case o.MaxAttempts < 0:
+		return o, fmt.Errorf("fallback: OutboxOptions.MaxAttempts must not be negative, got %d", o.MaxAttempts)
+	case o.Rate < 0 || math.IsNaN(float64(o.Rate)):
+		return o, fmt.Errorf("fallback: OutboxOptions.Rate must not be negative, got %v", o.Rate)
+	case o.Burst < 0:
+		return o, fmt.Errorf("fallback: OutboxOptions.Burst must not be negative, got %d", o.Burst)
+	}
+	if o.SegmentSize == 0 {
+		o.SegmentSize = DefaultOutboxSegmentSize
+	}
+	if o.MaxItemSize == 0 {
+		o.MaxItemSize = DefaultOutboxMaxItemSize
+	}
+	if o.RetryInitial == 0 {
+		o.RetryInitial = DefaultOutboxRetryInitial
+	}
+	if o.RetryMax == 0 {
+		o.RetryMax = DefaultOutboxRetryMax
+	}
+	if o.RetryMax < o.RetryInitial {
+		return o, fmt.Errorf("fallback: OutboxOptions.RetryMax (%v) must not be less than RetryInitial (%v)", o.RetryMax, o.RetryInitial)
+	}
+	if o.Rate == 0 {
+		o.Rate = DefaultOutboxRate
+	}
+	if o.Burst == 0 {
+		o.Burst = 1
+	}
+	return o, nil
+}
+
+// Outbox is a durable, ordered store-and-forward queue: writes accepted
+// while a service is unavailable are kept on disk and delivered later, in
+// order within each stream, by [Outbox.Replay].
+//
+// The outbox is a directory holding an append-only log of checksummed
+// records in segment files. [Outbox.Enqueue] returns only once its item is
+// on stable storage; concurrent Enqueue calls share one write and one fsync
+// (group commit), so throughput grows with the number of producers.
+// Delivery, dead-lettering and requeuing append small records too. A
+// segment is deleted once none of its items is pending or dead (dead
+// letters in the oldest segment are first copied forward), so the disk
+// holds roughly the backlog.
+//
+// Memory does not grow with payloads: items are read back from disk when
+// they are delivered or listed. The outbox keeps, per stored item, its log
+// position and a 64-bit hash of its key (about 30 bytes), and a count per
+// stream.
+//
+// An Outbox owns one goroutine, the log writer, started by [OpenOutbox]
+// and ended by [Outbox.Close]. Only one process may open a directory at a
+// time. An Outbox is safe for concurrent use. The zero value is not
+// usable; call [OpenOutbox].
+type Outbox struct {
+	j      *journal.Journal
+	dir    string
+	opts   OutboxOptions
+	seed   maphash.Seed
+	jitter float64 // backoff randomization factor; tests set 0
+	// hashKey, if set, replaces the key hash; tests use it to force
+	// collisions.
+	hashKey func(string) uint64
+
+	replaying atomic.Bool
+
+	// compactMu is held for reading while dead letters are read outside
+	// mu, and for writing while compaction moves or deletes segments.
+	compactMu sync.RWMutex
+
+	mu      sync.Mutex // guards the fields below
+	closed  bool
+	nextSeq uint64
+	base    uint64        // seq of live[0]
+	live    []journal.Pos // pending items by seq-base; 0 once delivered or dead
+	pending int           // nonzero entries of live
+	dead    map[uint64]obDeadEntry
+	keys    map[uint64]uint64 // key hash -> seq of the stored item with that key
+	collide map[string]uint64 // key -> seq, for keys whose hash another key holds
+	fresh   map[uint64]obFresh
+	streams map[string]int // pending items per stream
+	segs    map[uint32]*obSegCount
+	scratch []byte
+	head    obHead
+	stats   OutboxStats // Delivered, Failures, DeadLettered, InFlight, LastError
+}
+
+type obDeadEntry struct {
+	pos    journal.Pos
+	reason string
+}
+
+// obFresh describes an item appended but perhaps not yet durable, whose
+// record must not be read back from disk yet.
+type obFresh struct {
+	key    string
+	enq    int64
+	ticket uint64
+}
+
+type obSegCount struct{ pending, dead int }
+
+type obHead struct {
+	seq uint64
+	enq time.Time
+}
+
+// OpenOutbox opens the outbox in directory path, creating it if needed,
+// and recovers its contents: every record is checked; a torn record at
+// the very end, left by a crash in the middle of a write that was never
+// acknowledged, is cut off; any other damage makes OpenOutbox return an
+// error wrapping [ErrCorrupt] that names the file and offset. Invalid
+// options return an error naming the field. OpenOutbox starts the log
+// writer goroutine; call [Outbox.Close] when done.
+func OpenOutbox(path string, opts OutboxOptions) (*Outbox, error) {
+	if path == "" {
+		return nil, errors.New("fallback: outbox path is empty")
+	}
+	opts, err := opts.resolve()
+	if err != nil {
+		return nil, err
+	}
+	o := &Outbox{
+		dir:     path,
+		opts:    opts,
+		seed:    maphash.MakeSeed(),
+		jitter:  0.5,
+		nextSeq: 1,
+		dead:    make(map[uint64]obDeadEntry),
+		keys:    make(map[uint64]uint64),
+		collide: make(map[string]uint64),
+		fresh:   make(map[uint64]obFresh),
+		streams: make(map[string]int),
+		segs:    make(map[uint32]*obSegCount),
+	}
+	j, err := journal.Open(path, journal.Options{SegmentSize: opts.SegmentSize}, o.recover)
+	if err != nil {
+		return nil, o.wrapErr(err)
+	}
+	o.j = j
+	if err := o.compact(); err != nil {
+		j.Close()
+		return nil, err
+	}
+	return o, nil
+}
+
+// wrapErr maps journal errors to the outbox's sentinels.
+func (o *Outbox) wrapErr(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, journal.ErrClosed):
+		return ErrClosed
+	case errors.Is(err, journal.ErrCorrupt) && !errors.Is(err, ErrCorrupt):
+		return fmt.Errorf("%w: %w", ErrCorrupt, err)
+	}
+	return err
+}
+
+func (o *Outbox) corruptAt(p journal.Pos, err error) error {
+	return fmt.Errorf("%w: %s at offset %d: %v", ErrCorrupt,
+		filepath.Join(o.dir, fmt.Sprintf("%08x.seg", p.Segment())), p.Offset(), err)
+}
+
+// recover applies one log record to the in-memory index while opening.
+func (o *Outbox) recover(p journal.Pos, typ byte, body []byte) error {
+	r, err := decodeObRecord(typ, body)
+	if err != nil {
+		return o.corruptAt(p, err)
+	}
+	o.nextSeq = max(o.nextSeq, r.seq+1)
+	switch typ {
+	case obItem, obRequeue:
+		if typ == obRequeue {
+			if d, ok := o.dead[r.old]; ok {
+				o.forgetDeadLocked(r.old, d, r.key)
+			}
+		}
+		if o.stored(r.seq) {
+			return o.corruptAt(p, fmt.Errorf("item %d is stored twice", r.seq))
+		}
+		if err := o.addPendingLocked(r.seq, p, r.stream); err != nil {
+			return o.corruptAt(p, err)
+		}
+		o.insertKeyLocked(r.key, r.seq)
+	case obDone:
+		if o.isPending(r.seq) {
+			o.removePendingLocked(r.seq, r.stream)
+			o.removeKeyLocked(r.key, r.seq)
+		}
+	case obDead:
+		if o.isPending(r.seq) {
+			pos := o.removePendingLocked(r.seq, r.stream)
+			o.addDeadLocked(r.seq, pos, r.reason)
+		}
+	case obDeadCopy:
+		if o.isPending(r.seq) {
+			return o.corruptAt(p, fmt.Errorf("item %d is copied as dead while pending", r.seq))
+		}
+		if d, ok := o.dead[r.seq]; ok {
+			o.segCount(d.pos.Segment()).dead--
+			o.dead[r.seq] = obDeadEntry{pos: p, reason: r.reason}
+			o.segCount(p.Segment()).dead++
+		} else {
+			o.addDeadLocked(r.seq, p, r.reason)
+			o.insertKeyLocked(r.key, r.seq)
+		}
+	}
+	return nil
+}
+
+func (o *Outbox) hash(key string) uint64 {
+	if o.hashKey != nil {
+		return o.hashKey(key)
+	}
+	return maphash.String(o.seed, key)
+}
+
+func (o *Outbox) segCount(seg uint32) *obSegCount {
+	c := o.segs[seg]
+	if c == nil {
+		c = new(obSegCount)
+		o.segs[seg] = c
+	}
+	return c
+}
+
+// isPending reports whether seq is a pending item. The caller holds mu.
+func (o *Outbox) isPending(seq uint64) bool {
+	return seq >= o.base && seq-o.base < uint64(len(o.live)) && o.live[seq-o.base] != 0
+}
+
+// stored reports whether seq is pending or dead. The caller holds mu.
+func (o *Outbox) stored(seq uint64) bool {
+	_, dead := o.dead[seq]
+	return dead || o.isPending(seq)
+}
+
+// addPendingLocked records pending item seq at p. Items are added in
+// increasing seq order. The caller holds mu.
+func (o *Outbox) addPendingLocked(seq uint64, p journal.Pos, stream string) error {
+	if len(o.live) == 0 {
+		o.base = seq
+	}
+	if seq < o.base+uint64(len(o.live)) {
+		return fmt.Errorf("item %d is out of order", seq)
+	}
+	for o.base+uint64(len(o.live)) < seq {
+		o.live = append(o.live, 0)
+	}
+	o.live = append(o.live, p)
+	o.pending++
+	o.streams[stream]++
+	o.segCount(p.Segment()).pending++
+	return nil
+}
+
+// removePendingLocked forgets pending item seq and returns its position.
+// The caller holds mu.
+func (o *Outbox) removePendingLocked(seq uint64, stream string) journal.Pos {
+	i := seq - o.base
+	p := o.live[i]
+	o.live[i] = 0
+	o.pending--
+	if n := o.streams[stream] - 1; n > 0 {
+		o.streams[stream] = n
+	} else {
+		delete(o.streams, stream)
+	}
+	o.segCount(p.Segment()).pending--
+	for len(o.live) > 0 && o.live[0] == 0 {
+		o.live = o.live[1:]
+		o.base++
+	}
+	if len(o.live) == 0 {
+		o.live = nil
+	}
+	return p
+}
+
+func (o *Outbox) addDeadLocked(seq uint64, p journal.Pos, reason string) {
+	o.dead[seq] = obDeadEntry{pos: p, reason: reason}
+	o.segCount(p.Segment()).dead++
+}
+
+func (o *Outbox) forgetDeadLocked(seq uint64, d obDeadEntry, key string) {
+	delete(o.dead, seq)
+	o.segCount(d.pos.Segment()).dead--
+	o.removeKeyLocked(key, seq)
+}
+
+// insertKeyLocked indexes key as belonging to stored item seq. The caller
+// holds mu and has checked that no stored item has key.
+func (o *Outbox) insertKeyLocked(key string, seq uint64) {
+	h := o.hash(key)
+	if _, taken := o.keys[h]; taken {
+		o.collide[key] = seq
+		return
+	}
+	o.keys[h] = seq
+}
+
+func (o *Outbox) removeKeyLocked(key string, seq uint64) {
+	if s, ok := o.collide[key]; ok && s == seq {
+		delete(o.collide, key)
+		return
+	}
+	h := o.hash(key)
+	if s, ok := o.keys[h]; ok && s == seq {
+		delete(o.keys, h)
+	}
+}
+
+// lookupLocked returns the seq of the stored item with key. On a hash hit
+// it reads the item's real key, so two keys sharing a hash are never
+// confused. The caller holds mu.
+func (o *Outbox) lookupLocked(key string) (uint64, bool, error) {
+	if s, ok := o.collide[key]; ok {
+		return s, true, nil
+	}
+	s, ok := o.keys[o.hash(key)]
+	if !ok {
+		return 0, false, nil
+	}
+	r, err := o.readStoredLocked(s)
+	if err != nil {
+		return 0, false, err
+	}
+	return s, r.key == key, nil
+}
+
+// readStoredLocked returns the record of stored item seq; for an item not
+// yet durable only key and enq are filled in. The caller holds mu.
+func (o *Outbox) readStoredLocked(seq uint64) (obRecord, error) {
+	if f, ok := o.fresh[seq]; ok {
+		return obRecord{seq: seq, key: f.key, enq: f.enq}, nil
+	}
+	var p journal.Pos
+	if o.isPending(seq) {
+		p = o.live[seq-o.base]
+	} else if d, ok := o.dead[seq]; ok {
+		p = d.pos
+	} else {
+		return obRecord{}, fmt.Errorf("fallback: outbox item %d is not stored", seq)
+	}
+	return o.readAt(p, seq)
+}
+
+// readAt reads and decodes the record of item seq at p.
+func (o *Outbox) readAt(p journal.Pos, seq uint64) (obRecord, error) {
+	typ, body, err := o.j.ReadAt(p)
+	if err != nil {
+		return obRecord{}, o.wrapErr(err)
+	}
+	r, err := decodeObRecord(typ, body)
+	if err != nil {
+		return obRecord{}, o.corruptAt(p, err)
+	}
+	if r.seq != seq || typ == obDone || typ == obDead {
+		return obRecord{}, o.corruptAt(p, fmt.Errorf("record holds item %d, want item %d", r.seq, seq))
+	}
+	return r, nil
+}
+
+// Enqueue stores it durably: when Enqueue returns nil, the item is on
+// stable storage and will survive a crash. If an item with the same Key is
+// already stored (pending or dead), Enqueue stores nothing and returns nil
+// once that item is durable. Enqueue sets Enqueued to the current time.
+//
+// Enqueue returns ctx.Err() if ctx is done before the item is written; once
+// the item is handed to the log writer, Enqueue waits for the fsync
+// regardless of ctx. It returns an error wrapping [ErrInvalidItem] for an
+// empty key or an item larger than OutboxOptions.MaxItemSize, [ErrClosed]
+// after Close, and the file system's error if writing fails; after a
+// failed write the Outbox refuses all further writes and must be reopened.
+func (o *Outbox) Enqueue(ctx context.Context, it Item) error {
+	if it.Key == "" {
+		return fmt.Errorf("%w: Item.Key is empty", ErrInvalidItem)
+	}
+	if n := len(it.Key) + len(it.Stream) + len(it.Payload); n > o.opts.MaxItemSize {
+		return fmt.Errorf("%w: item of %d bytes exceeds OutboxOptions.MaxItemSize (%d)", ErrInvalidItem, n, o.opts.MaxItemSize)
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	enq := time.Now().UnixNano()
+	o.mu.Lock()
+	if o.closed {
+		o.mu.Unlock()
+		return ErrClosed
+	}
+	seq, found, err := o.lookupLocked(it.Key)
+	if err != nil {
+		o.mu.Unlock()
+		return err
+	}
+	if found {
+		f, unsynced := o.fresh[seq]
+		o.mu.Unlock()
+		if unsynced {
+			return o.wrapErr(o.j.Wait(f.ticket))
+		}
+		return nil
+	}
+	seq = o.nextSeq
+	r := obRecord{typ: obItem, seq: seq, enq: enq, key: it.Key, stream: it.Stream, payload: it.Payload}
+	o.scratch = r.appendTo(o.scratch[:0])
+	p, ticket, err := o.j.Append(obItem, o.scratch)
+	if err != nil {
+		o.mu.Unlock()
+		return o.wrapErr(err)
+	}
+	o.nextSeq++
+	if err := o.addPendingLocked(seq, p, it.Stream); err != nil {
+		o.mu.Unlock()
+		return err
+	}
+	o.insertKeyLocked(it.Key, seq)
+	o.fresh[seq] = obFresh{key: it.Key, enq: enq, ticket: ticket}
+	o.mu.Unlock()
+
+	err = o.j.Wait(ticket)
+
+	o.mu.Lock()
+	delete(o.fresh, seq)
+	o.mu.Unlock()
+	return o.wrapErr(err)
+}
+
+// Pending returns the number of items waiting for delivery, including one
+// being delivered. Dead letters are not counted.
+func (o *Outbox) Pending() int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.pending
+}
+
+// StreamPending returns the number of items of stream waiting for
+// delivery, including one being delivered. Dead letters are not counted.
+func (o *Outbox) StreamPending(stream string) int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.streams[stream]
+}
+
+// Oldest returns when the oldest pending item was enqueued, and false if
+// nothing is pending. It reads that item's record from disk when the
+// oldest item changes; a read failure is returned as the error.
+func (o *Outbox) Oldest() (time.Time, bool, error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if len(o.live) == 0 {
+		return time.Time{}, false, nil
+	}
+	if o.head.seq != o.base {
+		r, err := o.readStoredLocked(o.base)
+		if err != nil {
+			return time.Time{}, false, err
+		}
+		o.head = obHead{seq: o.base, enq: time.Unix(0, r.enq)}
+	}
+	return o.head.enq, true, nil
+}
+
+// OldestAge returns how long the oldest pending item has waited, or 0 if
+// nothing is pending or its record cannot be read (see [Outbox.Oldest]).
+func (o *Outbox) OldestAge() time.Duration {
+	t, ok, err := o.Oldest()
+	if !ok || err != nil {
+		return 0
+	}
+	return time.Since(t)
+}
+
+// Stats returns a snapshot of the outbox's counts and replay progress.
+func (o *Outbox) Stats() OutboxStats {
+	o.mu.Lock()
+	s := o.stats
+	s.Pending = o.pending
+	s.Dead = len(o.dead)
+	o.mu.Unlock()
+	s.Replaying = o.replaying.Load()
+	s.Segments = len(o.j.Segments())
+	s.Bytes = o.j.Size()
+	return s
+}
+
+// DeadLetters returns the dead letters in the order their items were
+// first enqueued, reading each from disk. It returns ctx.Err() if ctx is
+// done before it finishes.
+func (o *Outbox) DeadLetters(ctx context.Context) ([]DeadLetter, error) {
+	o.compactMu.RLock()
+	defer o.compactMu.RUnlock()
+	o.mu.Lock()
+	if o.closed {
+		o.mu.Unlock()
+		return nil, ErrClosed
+	}
+	type entry struct {
+		seq uint64
+		obDeadEntry
+	}
+	list := make([]entry, 0, len(o.dead))
+	for seq, d := range o.dead {
+		list = append(list, entry{seq, d})
+	}
+	o.mu.Unlock()
+	slices.SortFunc(list, func(a, b entry) int { return cmp.Compare(a.seq, b.seq) })
+	out := make([]DeadLetter, 0, len(list))
+	for _, e := range list {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		r, err := o.readAt(e.pos, e.seq)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, DeadLetter{Item: r.item(), Reason: e.reason})
+	}
+	return out, nil
+}
+
+// Requeue moves the dead letter with key back into its stream, behind the
+// items pending there now, keeping its original Enqueued time. It returns
+// once the move is durable, or an error wrapping [ErrNoDeadLetter] if no
+// dead letter has key.
+func (o *Outbox) Requeue(key string) error {
+	o.compactMu.RLock()
+	defer o.compactMu.RUnlock()
+	o.mu.Lock()
+	if o.closed {
+		o.mu.Unlock()
+		return ErrClosed
+	}
+	seq, found, err := o.lookupLocked(key)
+	if err != nil {
+		o.mu.Unlock()
+		return err
+	}
+	d, dead := o.dead[seq]
+	if !found || !dead {
+		o.mu.Unlock()
+		return fmt.Errorf("%w: %q", ErrNoDeadLetter, key)
+	}
+	r, err := o.readAt(d.pos, seq)
+	if err != nil {
+		o.mu.Unlock()
+		return err
+	}
+	r.typ, r.old, r.seq, r.reason = obRequeue, seq, o.nextSeq, ""
+	o.scratch = r.appendTo(o.scratch[:0])
+	p, ticket, err := o.j.Append(obRequeue, o.scratch)
+	if err != nil {
+		o.mu.Unlock()
+		return o.wrapErr(err)
+	}
+	o.nextSeq++
+	o.forgetDeadLocked(seq, d, key)
+	if err := o.addPendingLocked(r.seq, p, r.stream); err != nil {
+		o.mu.Unlock()
+		return err
+	}
+	o.insertKeyLocked(key, r.seq)
+	o.fresh[r.seq] = obFresh{key: key, enq: r.enq, ticket: ticket}
+	o.mu.Unlock()
+
+	err = o.j.Wait(ticket)
+
+	o.mu.Lock()
+	delete(o.fresh, r.seq)
+	o.mu.Unlock()
+	return o.wrapErr(err)
+}
+
+// Close makes the items already accepted durable, stops the log writer
+// goroutine and closes the files. Calls made after Close return
+// [ErrClosed]; a running Replay stops with [ErrClosed] after its current
+// delivery. Close returns the first write error seen, if any. Calling Close
+// again returns nil.
+func (o *Outbox) Close() error {
+	o.mu.Lock()
+	if o.closed {
+		o.mu.Unlock()
+		return nil
+	}
+	o.closed = true
+	o.mu.Unlock()
+	o.compactMu.Lock()
+	defer o.compactMu.Unlock()
+	return o.j.Close()
+}
