@@ -165,7 +165,7 @@ func wait(ctx context.Context, d time.Duration) error {
 	}
 }
 
-// Inject applies the faults that apply now to one call, for code that
+// Inject subjects one call to the faults that apply now, for code that
 // neither [Wrap] nor [Transport] fits, such as a fake server's handler:
 //
 //	if err := inj.Inject(ctx); err != nil {
@@ -217,7 +217,8 @@ func Wrap[T any](fn func(context.Context) (T, error), in *Injector) func(context
 //
 //	Calls == Passed + Errors + Statuses + Hangs + Canceled
 //
-// while a call is delayed it is counted in Calls (and Delayed) only.
+// A call still waiting out an injected delay is counted in Calls and
+// Delayed only.
 type Stats struct {
 	// Calls is the number of calls that reached the injector.
 	Calls uint64

@@ -96,8 +96,8 @@ type Phase struct {
 // Settings configures an [Injector]. The zero Settings gives an injector that
 // injects nothing and only counts calls.
 type Settings struct {
-	// Faults are the faults injected when no phase applies, including
-	// always when Phases is empty. Default: none.
+	// Faults are the faults injected when no phase applies, and so always
+	// when Phases is empty. Default: none.
 	Faults Faults
 
 	// Phases is the schedule: phases in order of Start, not overlapping.

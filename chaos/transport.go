@@ -27,9 +27,9 @@ import (
 //     syscall.ECONNREFUSED, as a dial to a dead host gives. Either matches
 //     ErrInjected.
 //
-// Requests that go ahead are passed to next unchanged. Requests that do not
-// never reach next, and their body is closed, as the http.RoundTripper
-// contract asks. A nil next means http.DefaultTransport; a nil in returns
+// Requests that go ahead are passed to next unchanged. The others never
+// reach next, and their body is closed, as the http.RoundTripper contract
+// asks. A nil next means http.DefaultTransport; a nil in returns
 // next itself.
 //
 // The round tripper is safe for concurrent use if next is.
