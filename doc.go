@@ -1,0 +1,97 @@
+// Package ringfence keeps client code working when the cloud services it
+// depends on fail, and keeps the client's own updates from taking a whole
+// fleet down at once.
+//
+// This package holds no code; it is the overview. The work is done by five
+// packages, each one idea, which compose through plain functions and small
+// interfaces:
+//
+//   - [github.com/ringfence/ringfence/breaker]: circuit breakers. Stop
+//     calling a dependency that is failing, probe it carefully, let an
+//     operator force it open or closed, ramp traffic back up after recovery.
+//   - [github.com/ringfence/ringfence/retry]: retries with jittered
+//     exponential backoff that honour Retry-After, never sleep past a
+//     deadline, and stay inside a retry budget so that a fleet of clients
+//     does not multiply the load on a service that is already struggling.
+//   - [github.com/ringfence/ringfence/fallback]: what to do instead.
+//     Fallback chains (alternate, last-known-good, static, manual), an
+//     operator's manual-mode switch that survives restarts, and a durable
+//     outbox that accepts writes during an outage and replays them, in
+//     order and without loss, once the service is back.
+//   - [github.com/ringfence/ringfence/rollout]: staged canary rollouts of
+//     code paths, configuration or content. A change reaches a small ring
+//     first, is judged against the baseline with a sequential test that
+//     stays valid under continuous monitoring, and is promoted or rolled
+//     back automatically.
+//   - [github.com/ringfence/ringfence/chaos]: fault injection for tests, so
+//     that the wiring above is proven before a real outage proves it.
+//
+// # Why
+//
+// In July 2024 a routine content update was shipped to every machine at
+// once. It crashed them, and cloud-dependent services across airlines,
+// banks, hospitals and retailers went down together; recovery took days.
+// The lessons are old ones: stage every update, test the failure paths,
+// degrade gracefully, recover quickly. Each package turns one of them into
+// library code.
+//
+// # How a call flows
+//
+// A call that uses everything passes through the layers from the outside in:
+//
+//	caller
+//	  └─ rollout.Do(key)            picks baseline or canary, records the outcome
+//	       └─ fallback chain        Auto: primary first; Manual: skip to fallbacks
+//	            ├─ primary: retry.Do → breaker.Do → the cloud SDK call
+//	            ├─ alternate / last-known-good / static / manual procedure
+//	            └─ deferred write → outbox (durable) → replay when the service is back
+//
+// Retries sit outside the breaker: every attempt passes through it and is
+// counted, and an open breaker's rejection carries a RetryAfter that tells
+// the retry loop whether waiting is worthwhile. A value comes back with its
+// fallback.Source, so a user interface can say "offline copy from 12
+// minutes ago" or "accepted; will sync".
+//
+// For HTTP, the same layers are http.RoundTripper wrappers, stacked on the
+// *http.Client that cloud SDKs accept in their options:
+//
+//	client := &http.Client{Transport: retry.Transport(
+//		breaker.Transport(http.DefaultTransport, group, breaker.TransportOptions{}),
+//		retry.Policy{Budget: budget},
+//	)}
+//
+// In tests, chaos.Transport goes outermost to inject the outage.
+//
+// # Errors callers check
+//
+// Every rejection is a sentinel error matched with errors.Is; errors that
+// carry data are matched with errors.As:
+//
+//   - breaker.ErrOpen: the breaker rejected the call without making it;
+//     *breaker.OpenError says which breaker and, through RetryAfter, when
+//     to try again.
+//   - retry.ErrBudgetExhausted, retry.ErrThrottled: retrying stopped to
+//     protect the dependency; *retry.Error reports the attempts made and
+//     unwraps to the last attempt's error.
+//   - fallback.ErrAllFailed: every step of a chain failed; the error joins
+//     each step's error, so errors.Is finds every cause.
+//   - fallback.ErrCorrupt: the outbox's files failed their checksums.
+//   - rollout.ErrFailSafe: the stored rollout state could not be trusted,
+//     so every key is served the baseline; it wraps the cause, such as
+//     rollout.ErrCorruptState.
+//   - rollout.ErrValidation: the pre-flight check of a rollout's content
+//     failed, so the rollout ended rolled back having exposed no key.
+//   - chaos.ErrInjected: the failure was injected by a test.
+//
+// Invalid settings are rejected by each constructor with an error that
+// names the field (breaker.ErrInvalidSettings and its counterparts).
+//
+// # Guarantees
+//
+// Every type in every package is safe for concurrent use and says what its
+// zero value does. No package keeps global state or starts goroutines from
+// init; the few types that own a goroutine have a Close method. When
+// ringfence itself cannot decide (its stored state is unreadable), it takes
+// the conservative path: the baseline version, the fallback, the queued
+// write, and it reports why.
+package ringfence
