@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"runtime"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -278,4 +279,36 @@ func TestTransportHangWithAServerEndsOnCancel(t *testing.T) {
 	require.ErrorIs(t, err, context.Canceled)
 	assert.Equal(t, int64(0), hits.Load(), "requests that reached the server")
 	assert.Equal(t, chaos.Stats{Calls: 1, Hangs: 1}, in.Stats(), "Stats")
+}
+
+func TestTransportConcurrentRequestsGiveTheSameCounts(t *testing.T) {
+	const goroutines, each = 8, 500
+	s := chaos.Settings{Seed: 5, Faults: chaos.Faults{ErrorRate: 0.3, Status: 503}}
+	run := func(in *chaos.Injector, n int) {
+		rt := chaos.Transport(&fakeNext{}, in)
+		for range n {
+			// No require here: this runs on goroutines other than the test's.
+			req, err := http.NewRequest(http.MethodGet, "http://booking.example/seats", nil)
+			if !assert.NoError(t, err, "NewRequest") {
+				return
+			}
+			resp, err := rt.RoundTrip(req)
+			if !assert.NoError(t, err, "RoundTrip") {
+				return
+			}
+			resp.Body.Close()
+		}
+	}
+	serial := newInjector(t, s)
+	run(serial, goroutines*each)
+
+	in := newInjector(t, s)
+	var wg sync.WaitGroup
+	for range goroutines {
+		wg.Go(func() { run(in, each) })
+	}
+	wg.Wait()
+	assert.Equal(t, serial.Stats(), in.Stats(), "Stats of concurrent and serial requests")
+	assert.True(t, withinBinomial(int(in.Stats().Statuses), goroutines*each, 0.3),
+		"Stats().Statuses = %d, want near %v", in.Stats().Statuses, 0.3*goroutines*each)
 }
