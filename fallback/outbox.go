@@ -93,8 +93,8 @@ type OutboxOptions struct {
 	// Zero means 4 MiB; at most 32 MiB.
 	MaxItemSize int
 	// RetryInitial is the wait before retrying the first failed delivery
-	// of an item; later waits grow exponentially (with jitter) up to
-	// RetryMax. Zero means 100ms.
+	// of an item; later waits double up to RetryMax, and each is randomized
+	// by ±50%. Zero means 100ms.
 	RetryInitial time.Duration
 	// RetryMax caps the wait between retries of one item. Zero means one
 	// minute. It must not be less than RetryInitial.

@@ -51,8 +51,8 @@ func isPermanent(err error) bool {
 // crash between deliver and the removal's record reaching disk delivers it
 // again, and the receiver should use Item.Key to apply it exactly once.
 //
-// When deliver fails, Replay waits (exponential backoff from
-// OutboxOptions.RetryInitial up to RetryMax, with jitter) and retries the
+// When deliver fails, Replay waits (exponential backoff: RetryInitial,
+// doubling up to RetryMax, each wait randomized by ±50%) and retries the
 // same item; later items wait behind it, so a stream is never reordered.
 // An item whose error is wrapped with [Permanent], or that has failed
 // OutboxOptions.MaxAttempts times, is moved to the dead letters (see
@@ -80,6 +80,7 @@ func (o *Outbox) Replay(ctx context.Context, deliver func(context.Context, Item)
 		backoff.WithMaxInterval(o.opts.RetryMax),
 		backoff.WithMaxElapsedTime(0),
 		backoff.WithRandomizationFactor(o.jitter),
+		backoff.WithMultiplier(2),
 	)
 	cursor := uint64(0)
 	type ref struct {

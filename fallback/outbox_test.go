@@ -9,8 +9,10 @@ import (
 	"slices"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
+	"github.com/cenkalti/backoff/v4"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"golang.org/x/time/rate"
@@ -229,4 +231,261 @@ func TestOutboxReopenKeepsEverything(t *testing.T) {
 	assert.Equal(t, "k050", dl[0].Item.Key, "dead letter key")
 	assert.Equal(t, "rejected", dl[0].Reason, "dead letter reason")
 	assert.Equal(t, keys[51:], drain(t, o), "delivered after reopening")
+}
+
+func TestOutboxReplayRetriesAFailingItemWithBackoff(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		o := openOutbox(t, t.TempDir(), OutboxOptions{Rate: rate.Inf, RetryInitial: time.Second, RetryMax: 4 * time.Second})
+		enqueueAll(t, o, item("s", "a"), item("s", "b"))
+		start := time.Now()
+		var got []string
+		var at []time.Duration
+		errDown := errors.New("service unavailable")
+		err := o.Replay(context.Background(), func(_ context.Context, it Item) error {
+			at = append(at, time.Since(start))
+			if it.Key == "a" && it.Attempts <= 4 {
+				return errDown
+			}
+			got = append(got, fmt.Sprintf("%s@%d", it.Key, it.Attempts))
+			return nil
+		})
+		require.NoError(t, err, "Replay")
+		assert.Equal(t, []string{"a@5", "b@1"}, got, "deliveries")
+		// Waits of 1s, 2s, 4s, 4s (capped) between the five attempts on a.
+		want := []time.Duration{0, time.Second, 3 * time.Second, 7 * time.Second, 11 * time.Second, 11 * time.Second}
+		assert.Equal(t, want, at, "attempt times")
+		s := o.Stats()
+		assert.Equal(t, uint64(4), s.Failures, "Stats().Failures")
+		assert.Equal(t, uint64(2), s.Delivered, "Stats().Delivered")
+		require.ErrorIs(t, s.LastError, errDown, "Stats().LastError")
+	})
+}
+
+func TestOutboxReplayPacesDeliveries(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		o := openOutbox(t, t.TempDir(), OutboxOptions{Rate: 10, Burst: 2})
+		for i := range 12 {
+			enqueueAll(t, o, item("s", fmt.Sprint(i)))
+		}
+		start := time.Now()
+		drain(t, o)
+		// Two go at once, the other ten at 100ms intervals.
+		assert.Equal(t, time.Second, time.Since(start), "time to deliver 12 items at 10/s with burst 2")
+	})
+}
+
+func TestOutboxReplayWithASlowReceiverDeliversItemsEnqueuedMeanwhile(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		o := openOutbox(t, t.TempDir(), fast)
+		enqueueAll(t, o, item("s", "k00"))
+		var got []string
+		done := make(chan error)
+		go func() {
+			done <- o.Replay(context.Background(), func(_ context.Context, it Item) error {
+				time.Sleep(time.Second)
+				got = append(got, it.Key)
+				return nil
+			})
+		}()
+		for i := 1; i < 10; i++ {
+			time.Sleep(500 * time.Millisecond)
+			enqueueAll(t, o, item("s", fmt.Sprintf("k%02d", i)))
+		}
+		require.NoError(t, <-done, "Replay")
+		want := []string{"k00", "k01", "k02", "k03", "k04", "k05", "k06", "k07", "k08", "k09"}
+		assert.Equal(t, want, got, "deliveries")
+		assert.Equal(t, 0, o.Pending(), "Pending()")
+	})
+}
+
+func TestOutboxReplayStopsWhenCancelled(t *testing.T) {
+	t.Run("while an item is being delivered", func(t *testing.T) {
+		o := openOutbox(t, t.TempDir(), fast)
+		enqueueAll(t, o, item("s", "a"), item("s", "b"), item("s", "c"))
+		ctx, cancel := context.WithCancel(context.Background())
+		err := o.Replay(ctx, func(ctx context.Context, it Item) error {
+			if it.Key == "b" {
+				cancel()
+				return ctx.Err()
+			}
+			return nil
+		})
+		require.ErrorIs(t, err, context.Canceled, "Replay")
+		assert.Equal(t, 2, o.Pending(), "Pending() after cancel")
+		assert.Equal(t, uint64(0), o.Stats().Failures, "Stats().Failures")
+		assert.Equal(t, []string{"b", "c"}, drain(t, o), "delivered afterwards")
+	})
+	t.Run("while waiting to retry", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			o := openOutbox(t, t.TempDir(), OutboxOptions{Rate: rate.Inf, RetryInitial: time.Hour, RetryMax: time.Hour})
+			enqueueAll(t, o, item("s", "a"))
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			start := time.Now()
+			err := o.Replay(ctx, func(context.Context, Item) error { return errors.New("down") })
+			require.ErrorIs(t, err, context.DeadlineExceeded, "Replay")
+			assert.Equal(t, time.Minute, time.Since(start), "Replay returned after")
+			assert.Equal(t, 1, o.Pending(), "Pending()")
+		})
+	})
+	t.Run("while waiting for the rate limiter", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			o := openOutbox(t, t.TempDir(), OutboxOptions{Rate: rate.Every(time.Hour)})
+			enqueueAll(t, o, item("s", "a"), item("s", "b"))
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			var got []string
+			err := o.Replay(ctx, func(_ context.Context, it Item) error {
+				got = append(got, it.Key)
+				return nil
+			})
+			require.ErrorIs(t, err, context.DeadlineExceeded, "Replay")
+			assert.Equal(t, []string{"a"}, got, "deliveries")
+			assert.Equal(t, 1, o.Pending(), "Pending()")
+		})
+	})
+}
+
+func TestOutboxAllowsOneReplayAtATime(t *testing.T) {
+	o := openOutbox(t, t.TempDir(), fast)
+	enqueueAll(t, o, item("s", "a"))
+	err := o.Replay(context.Background(), func(ctx context.Context, it Item) error {
+		require.ErrorIs(t, o.Replay(ctx, nil), ErrReplayRunning, "nested Replay")
+		assert.True(t, o.Stats().Replaying, "Stats().Replaying")
+		assert.Equal(t, 1, o.Stats().InFlight, "Stats().InFlight")
+		return nil
+	})
+	require.NoError(t, err, "Replay")
+	assert.False(t, o.Stats().Replaying, "Stats().Replaying after Replay")
+}
+
+func TestOutboxDeadLetters(t *testing.T) {
+	tests := []struct {
+		name string
+		opts OutboxOptions
+		fail error
+	}{
+		{"a Permanent error", fast, Permanent(errors.New("rejected"))},
+		{"a backoff.Permanent error", fast, backoff.Permanent(errors.New("rejected"))},
+		{"MaxAttempts failures", OutboxOptions{Rate: rate.Inf, MaxAttempts: 3}, errors.New("rejected")},
+	}
+	for _, tt := range tests {
+		t.Run("are made by "+tt.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				dir := t.TempDir()
+				o := openOutbox(t, dir, tt.opts)
+				enqueueAll(t, o, item("x", "a"), item("x", "b"), item("y", "c"))
+				var got []string
+				deliver := func(_ context.Context, it Item) error {
+					if it.Key == "b" {
+						return tt.fail
+					}
+					got = append(got, it.Key)
+					return nil
+				}
+				require.NoError(t, o.Replay(context.Background(), deliver), "Replay")
+				assert.Equal(t, []string{"a", "c"}, got, "deliveries")
+				assert.Equal(t, 0, o.Pending(), "Pending()")
+				assert.Equal(t, 0, o.StreamPending("x"), "StreamPending(x)")
+				s := o.Stats()
+				assert.Equal(t, 1, s.Dead, "Stats().Dead")
+				assert.Equal(t, uint64(1), s.DeadLettered, "Stats().DeadLettered")
+
+				// The dead letter is kept across a restart, blocks its key,
+				// and can be requeued.
+				require.NoError(t, o.Close())
+				o = openOutbox(t, dir, tt.opts)
+				dl, err := o.DeadLetters(context.Background())
+				require.NoError(t, err, "DeadLetters")
+				require.Len(t, dl, 1, "DeadLetters")
+				assert.Equal(t, "b", dl[0].Item.Key, "dead letter key")
+				assert.Equal(t, "x", dl[0].Item.Stream, "dead letter stream")
+				assert.Equal(t, "payload of b", string(dl[0].Item.Payload), "dead letter payload")
+				assert.Equal(t, "rejected", dl[0].Reason, "dead letter reason")
+				enqueueAll(t, o, item("x", "b"))
+				assert.Equal(t, 0, o.Pending(), "Pending() after enqueuing a dead key")
+
+				enqueueAll(t, o, item("x", "d"))
+				require.NoError(t, o.Requeue("b"), "Requeue(b)")
+				require.ErrorIs(t, o.Requeue("b"), ErrNoDeadLetter, "Requeue(b) again")
+				require.ErrorIs(t, o.Requeue("zzz"), ErrNoDeadLetter, "Requeue(zzz)")
+				assert.Equal(t, 2, o.StreamPending("x"), "StreamPending(x) after Requeue")
+				dl, err = o.DeadLetters(context.Background())
+				require.NoError(t, err, "DeadLetters")
+				assert.Empty(t, dl, "DeadLetters after Requeue")
+
+				require.NoError(t, o.Close())
+				o = openOutbox(t, dir, tt.opts)
+				assert.Equal(t, []string{"d", "b"}, drain(t, o), "deliveries after Requeue and reopening")
+			})
+		})
+	}
+}
+
+func TestOutboxOldest(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		o := openOutbox(t, t.TempDir(), fast)
+		_, ok, err := o.Oldest()
+		require.NoError(t, err, "Oldest")
+		assert.False(t, ok, "Oldest() of an empty outbox reports an item")
+		assert.Equal(t, time.Duration(0), o.OldestAge(), "OldestAge() of an empty outbox")
+
+		first := time.Now()
+		enqueueAll(t, o, item("s", "a"))
+		time.Sleep(time.Minute)
+		enqueueAll(t, o, item("s", "b"))
+		time.Sleep(time.Minute)
+		got, ok, err := o.Oldest()
+		require.NoError(t, err, "Oldest")
+		assert.True(t, ok, "Oldest() reports no item")
+		assert.True(t, got.Equal(first), "Oldest() = %v, want %v", got, first)
+		assert.Equal(t, 2*time.Minute, o.OldestAge(), "OldestAge()")
+
+		n := 0
+		ctx, cancel := context.WithCancel(context.Background())
+		_ = o.Replay(ctx, func(context.Context, Item) error {
+			if n++; n == 2 {
+				cancel()
+				return ctx.Err()
+			}
+			return nil
+		})
+		cancel()
+		assert.Equal(t, time.Minute, o.OldestAge(), "OldestAge() after delivering the first item")
+	})
+}
+
+func TestOutboxCompactionDeletesDeliveredSegments(t *testing.T) {
+	dir := t.TempDir()
+	o := openOutbox(t, dir, OutboxOptions{Rate: rate.Inf, SegmentSize: 4096})
+	for i := range 500 {
+		enqueueAll(t, o, Item{Key: fmt.Sprintf("k%03d", i), Stream: "s", Payload: make([]byte, 100)})
+	}
+	before := o.Stats()
+	require.Greater(t, before.Segments, 10, "segments after 500 items of 100 bytes")
+	err := o.Replay(context.Background(), func(_ context.Context, it Item) error {
+		if it.Key == "k007" || it.Key == "k123" {
+			return Permanent(errors.New("rejected"))
+		}
+		return nil
+	})
+	require.NoError(t, err, "Replay")
+	after := o.Stats()
+	assert.Less(t, after.Segments, 3, "segments after delivering everything (were %d)", before.Segments)
+	assert.Less(t, after.Bytes, before.Bytes/10, "bytes after delivering everything")
+	entries, err := os.ReadDir(dir)
+	require.NoError(t, err)
+	assert.Equal(t, after.Segments, len(entries), "files in %s", dir)
+
+	require.NoError(t, o.Close())
+	o = openOutbox(t, dir, fast)
+	dl, err := o.DeadLetters(context.Background())
+	require.NoError(t, err, "DeadLetters")
+	var keys []string
+	for _, d := range dl {
+		keys = append(keys, d.Item.Key)
+		assert.Len(t, d.Item.Payload, 100, "payload of dead letter %s", d.Item.Key)
+	}
+	assert.Equal(t, []string{"k007", "k123"}, keys, "dead letters kept through compaction")
+	assert.Equal(t, 0, o.Pending(), "Pending()")
 }
