@@ -148,9 +148,26 @@ const (
 )
 
 func (m *murmur3) writeString(s string) {
-	for i := 0; i < len(s); i++ {
+	i := 0
+	for ; i < len(s) && m.nt != 0; i++ {
 		m.writeByte(s[i])
 	}
+	// Whole blocks, when no bytes are pending.
+	for ; i+4 <= len(s); i += 4 {
+		k := uint32(s[i]) | uint32(s[i+1])<<8 | uint32(s[i+2])<<16 | uint32(s[i+3])<<24
+		m.block(k)
+		m.n += 4
+	}
+	for ; i < len(s); i++ {
+		m.writeByte(s[i])
+	}
+}
+
+func (m *murmur3) block(k uint32) {
+	k *= m3c1
+	k = bits.RotateLeft32(k, 15) * m3c2
+	m.h ^= k
+	m.h = bits.RotateLeft32(m.h, 13)*5 + 0xe6546b64
 }
 
 func (m *murmur3) writeByte(b byte) {
@@ -158,10 +175,7 @@ func (m *murmur3) writeByte(b byte) {
 	m.nt++
 	m.n++
 	if m.nt == 4 {
-		k := m.tail * m3c1
-		k = bits.RotateLeft32(k, 15) * m3c2
-		m.h ^= k
-		m.h = bits.RotateLeft32(m.h, 13)*5 + 0xe6546b64
+		m.block(m.tail)
 		m.tail, m.nt = 0, 0
 	}
 }

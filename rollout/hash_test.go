@@ -292,3 +292,19 @@ func TestVariantAllocatesNothing(t *testing.T) {
 		t.Errorf("Variant with BucketingUnleash allocs = %v, want 0", n)
 	}
 }
+
+func TestMurmur3StreamsAcrossWrites(t *testing.T) {
+	s := "gr1:0123456789abcdefghij"
+	want := murmur3Sum32(s)
+	for cut := range len(s) + 1 {
+		for cut2 := cut; cut2 <= len(s); cut2++ {
+			var m murmur3
+			m.writeString(s[:cut])
+			m.writeString(s[cut:cut2])
+			m.writeString(s[cut2:])
+			if got := m.sum(); got != want {
+				t.Fatalf("murmur3 of %q written in parts at %d and %d = %#x, want %#x", s, cut, cut2, got, want)
+			}
+		}
+	}
+}
