@@ -283,6 +283,10 @@ func (j *Journal) scan(id uint32, last bool, fn func(Pos, byte, []byte) error) (
 		return 0, corrupt(0, "bad segment header")
 	}
 	off := int64(SegmentHeaderSize)
+	if size == off && !last {
+		// A segment is only ever started by a record written into it.
+		return 0, corrupt(off, "segment holds no records")
+	}
 	rh := make([]byte, RecordHeaderSize)
 	var body []byte
 	for off < size {

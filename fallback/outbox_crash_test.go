@@ -1,0 +1,359 @@
+package fallback
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"golang.org/x/time/rate"
+
+	"github.com/ringfence/ringfence/internal/journal"
+)
+
+// pendingItems lists the pending items without delivering them, through
+// the same read path Replay uses.
+func pendingItems(t testing.TB, o *Outbox) []Item {
+	t.Helper()
+	o.mu.Lock()
+	type ref struct {
+		seq uint64
+		pos journal.Pos
+	}
+	var refs []ref
+	for i, p := range o.live {
+		if p != 0 {
+			refs = append(refs, ref{o.base + uint64(i), p})
+		}
+	}
+	o.mu.Unlock()
+	var items []Item
+	for _, r := range refs {
+		rec, err := o.readAt(r.pos, r.seq)
+		require.NoError(t, err, "reading pending item %d", r.seq)
+		items = append(items, rec.item())
+	}
+	return items
+}
+
+func keysOf(items []Item) []string {
+	var keys []string
+	for _, it := range items {
+		keys = append(keys, it.Key)
+	}
+	return keys
+}
+
+// copyDir copies the outbox files in src to a new directory.
+func copyDir(t testing.TB, src string) string {
+	t.Helper()
+	dst := t.TempDir()
+	entries, err := os.ReadDir(src)
+	require.NoError(t, err)
+	for _, e := range entries {
+		b, err := os.ReadFile(filepath.Join(src, e.Name()))
+		require.NoError(t, err)
+		require.NoError(t, os.WriteFile(filepath.Join(dst, e.Name()), b, 0o644))
+	}
+	return dst
+}
+
+func segmentFiles(t testing.TB, dir string) []string {
+	t.Helper()
+	names, err := filepath.Glob(filepath.Join(dir, "*.seg"))
+	require.NoError(t, err)
+	slices.Sort(names)
+	return names
+}
+
+// sampleOutbox builds a closed outbox in a new directory with two segments
+// holding items, delivery records, a dead letter and a requeue, and returns
+// the directory and the keys pending in it.
+func sampleOutbox(t testing.TB) (string, []string) {
+	t.Helper()
+	dir := t.TempDir()
+	o, err := OpenOutbox(dir, OutboxOptions{Rate: rate.Inf, SegmentSize: 4096})
+	require.NoError(t, err)
+	for i := range 45 {
+		enqueueAll(t, o, Item{Key: fmt.Sprintf("k%02d", i), Stream: fmt.Sprint(i % 2), Payload: make([]byte, 60)})
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	n := 0
+	_ = o.Replay(ctx, func(_ context.Context, it Item) error {
+		switch n++; {
+		case n == 3:
+			return Permanent(errors.New("rejected"))
+		case n == 6:
+			cancel()
+			return ctx.Err()
+		}
+		return nil
+	})
+	cancel()
+	require.NoError(t, o.Requeue("k02"))
+	keys := keysOf(pendingItems(t, o))
+	require.NoError(t, o.Close())
+	require.Len(t, segmentFiles(t, dir), 2, "segments in the sample outbox")
+	return dir, keys
+}
+
+func TestOutboxRecoversATornTail(t *testing.T) {
+	dir, keys := sampleOutbox(t)
+	segs := segmentFiles(t, dir)
+	last := filepath.Base(segs[len(segs)-1])
+	info, err := os.Stat(segs[len(segs)-1])
+	require.NoError(t, err)
+	size := info.Size()
+
+	// Append one more item, then cut it short at every length.
+	grown := copyDir(t, dir)
+	o, err := OpenOutbox(grown, OutboxOptions{})
+	require.NoError(t, err)
+	enqueueAll(t, o, Item{Key: "torn", Payload: []byte("never acknowledged")})
+	require.NoError(t, o.Close())
+	full, err := os.ReadFile(filepath.Join(grown, last))
+	require.NoError(t, err)
+	require.Greater(t, int64(len(full)), size)
+
+	tails := map[string][]byte{"zeros": make([]byte, 300)}
+	for n := int64(1); n < int64(len(full))-size; n++ {
+		tails[fmt.Sprintf("%d bytes of a record", n)] = full[size : size+n]
+	}
+	for name, tail := range tails {
+		t.Run("cuts off "+name, func(t *testing.T) {
+			d := copyDir(t, dir)
+			path := filepath.Join(d, last)
+			f, err := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
+			require.NoError(t, err)
+			_, err = f.Write(tail)
+			require.NoError(t, err)
+			require.NoError(t, f.Close())
+
+			o := openOutbox(t, d, fast)
+			assert.Equal(t, keys, keysOf(pendingItems(t, o)), "pending after recovery")
+			info, err := os.Stat(path)
+			require.NoError(t, err)
+			assert.Equal(t, size, info.Size(), "size of %s after recovery", last)
+			enqueueAll(t, o, item("s", "after"))
+			assert.Equal(t, append(slices.Clone(keys), "after"), drain(t, o), "delivered after recovery")
+		})
+	}
+}
+
+func TestOutboxTruncatedFiles(t *testing.T) {
+	dir, keys := sampleOutbox(t)
+	segs := segmentFiles(t, dir)
+	t.Run("the last segment cut anywhere opens with a prefix of its items", func(t *testing.T) {
+		path := segs[len(segs)-1]
+		info, err := os.Stat(path)
+		require.NoError(t, err)
+		for n := int64(0); n < info.Size(); n++ {
+			d := copyDir(t, dir)
+			require.NoError(t, os.Truncate(filepath.Join(d, filepath.Base(path)), n))
+			o, err := OpenOutbox(d, fast)
+			require.NoError(t, err, "OpenOutbox with %s cut to %d bytes", filepath.Base(path), n)
+			got := keysOf(pendingItems(t, o))
+			require.NoError(t, o.Close())
+			// Records lost from the end may include deliveries, so items
+			// can come back, but nothing stored is duplicated or reordered.
+			assert.Equal(t, len(slices.Compact(slices.Clone(got))), len(got), "cut to %d: duplicate items %v", n, got)
+			for _, k := range keys[:len(keys)-1] {
+				if !slices.Contains(got, k) && n > 4096 {
+					t.Errorf("cut to %d: lost item %s from the first segment", n, k)
+				}
+			}
+		}
+	})
+	t.Run("an earlier segment cut short is corrupt", func(t *testing.T) {
+		info, err := os.Stat(segs[0])
+		require.NoError(t, err)
+		for _, n := range []int64{0, 4, 8, 9, 20, info.Size() / 2, info.Size() - 1} {
+			d := copyDir(t, dir)
+			require.NoError(t, os.Truncate(filepath.Join(d, filepath.Base(segs[0])), n))
+			_, err := OpenOutbox(d, fast)
+			require.ErrorIs(t, err, ErrCorrupt, "OpenOutbox with %s cut to %d bytes", filepath.Base(segs[0]), n)
+		}
+	})
+	t.Run("a missing segment is corrupt", func(t *testing.T) {
+		d := copyDir(t, dir)
+		o, err := OpenOutbox(d, OutboxOptions{SegmentSize: 4096})
+		require.NoError(t, err)
+		for i := range 60 {
+			enqueueAll(t, o, Item{Key: fmt.Sprintf("more%02d", i), Payload: make([]byte, 60)})
+		}
+		require.NoError(t, o.Close())
+		all := segmentFiles(t, d)
+		require.Greater(t, len(all), 2)
+		require.NoError(t, os.Remove(all[1]))
+		_, err = OpenOutbox(d, fast)
+		require.ErrorIs(t, err, ErrCorrupt, "OpenOutbox without %s", filepath.Base(all[1]))
+	})
+}
+
+func TestOutboxReportsFlippedBytesAsCorrupt(t *testing.T) {
+	dir, _ := sampleOutbox(t)
+	for _, path := range segmentFiles(t, dir) {
+		name := filepath.Base(path)
+		orig, err := os.ReadFile(path)
+		require.NoError(t, err)
+		d := t.TempDir()
+		for _, e := range segmentFiles(t, dir) {
+			b, err := os.ReadFile(e)
+			require.NoError(t, err)
+			require.NoError(t, os.WriteFile(filepath.Join(d, filepath.Base(e)), b, 0o644))
+		}
+		step := 1
+		if testing.Short() {
+			step = 13
+		}
+		for i := 0; i < len(orig); i += step {
+			for _, mask := range []byte{0x01, 0x80} {
+				bad := slices.Clone(orig)
+				bad[i] ^= mask
+				require.NoError(t, os.WriteFile(filepath.Join(d, name), bad, 0o644))
+				o, err := OpenOutbox(d, fast)
+				if !errors.Is(err, ErrCorrupt) {
+					if o != nil {
+						o.Close()
+					}
+					t.Fatalf("OpenOutbox with byte %d of %s flipped by %#x = %v, want %v", i, name, mask, err, ErrCorrupt)
+				}
+				var ce *journal.CorruptError
+				if errors.As(err, &ce) {
+					assert.Equal(t, filepath.Join(d, name), ce.Path, "CorruptError.Path")
+					assert.LessOrEqual(t, ce.Offset, int64(i), "CorruptError.Offset for byte %d", i)
+				}
+			}
+		}
+	}
+}
+
+func FuzzDecode(f *testing.F) {
+	f.Add(obItem, (&obRecord{seq: 1, enq: 5, key: "k", stream: "s", payload: []byte("p")}).appendTo(nil))
+	f.Add(obDone, (&obRecord{seq: 9, key: "k", stream: "s"}).appendTo(nil))
+	f.Add(obRequeue, (&obRecord{seq: 9, old: 3, key: "k", reason: "r"}).appendTo(nil))
+	f.Add(byte(0), []byte{})
+	f.Fuzz(func(t *testing.T, typ byte, body []byte) {
+		r, err := decodeObRecord(typ, body)
+		if err != nil {
+			return
+		}
+		again, err := decodeObRecord(typ, r.appendTo(nil))
+		require.NoError(t, err, "decoding a re-encoded record")
+		assert.Equal(t, r, again, "decode(encode(decode(body)))")
+	})
+}
+
+// crashEnv names the outbox directory for the child process of
+// TestOutboxSurvivesSIGKILL; crashStartEnv says where each stream starts.
+const (
+	crashEnv      = "RINGFENCE_OUTBOX_CRASH_DIR"
+	crashStartEnv = "RINGFENCE_OUTBOX_CRASH_START"
+	crashStreams  = 4
+)
+
+// TestOutboxCrashChild is the child of TestOutboxSurvivesSIGKILL: it
+// enqueues items on several streams until killed, printing each key once
+// Enqueue has returned.
+func TestOutboxCrashChild(t *testing.T) {
+	dir := os.Getenv(crashEnv)
+	if dir == "" {
+		t.Skip("run by TestOutboxSurvivesSIGKILL")
+	}
+	o, err := OpenOutbox(dir, OutboxOptions{SegmentSize: 4096})
+	if err != nil {
+		fmt.Printf("open failed: %v\n", err)
+		os.Exit(2)
+	}
+	starts := strings.Split(os.Getenv(crashStartEnv), ",")
+	var out sync.Mutex
+	var wg sync.WaitGroup
+	for g := range crashStreams {
+		start, _ := strconv.Atoi(starts[g])
+		wg.Go(func() {
+			for n := start; ; n++ {
+				key := fmt.Sprintf("%d-%d", g, n)
+				err := o.Enqueue(context.Background(), Item{Key: key, Stream: fmt.Sprint(g), Payload: []byte(strings.Repeat(key, 8))})
+				if err != nil {
+					fmt.Printf("enqueue failed: %v\n", err)
+					os.Exit(2)
+				}
+				out.Lock()
+				fmt.Printf("ack %d %d\n", g, n)
+				out.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+}
+
+func TestOutboxSurvivesSIGKILL(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts child processes")
+	}
+	dir := t.TempDir()
+	rng := rand.New(rand.NewPCG(2026, 11))
+	var next [crashStreams]int  // per stream: one past the highest stored index
+	var acked [crashStreams]int // per stream: one past the highest acknowledged index
+	for round := range 25 {
+		// Restart each stream two items back, so keys already stored are
+		// enqueued again and must not be stored twice.
+		var starts []string
+		for g := range crashStreams {
+			starts = append(starts, strconv.Itoa(max(0, next[g]-2)))
+		}
+		cmd := exec.Command(os.Args[0], "-test.run=^TestOutboxCrashChild$", "-test.count=1")
+		cmd.Env = append(os.Environ(), crashEnv+"="+dir, crashStartEnv+"="+strings.Join(starts, ","))
+		stdout, err := cmd.StdoutPipe()
+		require.NoError(t, err)
+		require.NoError(t, cmd.Start())
+
+		killAfter := 1 + rng.IntN(150)
+		sc := bufio.NewScanner(stdout)
+		seen := 0
+		for sc.Scan() {
+			var g, n int
+			if _, err := fmt.Sscanf(sc.Text(), "ack %d %d", &g, &n); err != nil {
+				t.Fatalf("round %d: child said %q", round, sc.Text())
+			}
+			acked[g] = max(acked[g], n+1)
+			if seen++; seen == killAfter {
+				require.NoError(t, cmd.Process.Signal(syscall.SIGKILL))
+			}
+		}
+		_, _ = io.Copy(io.Discard, stdout)
+		_ = cmd.Wait()
+		require.GreaterOrEqual(t, seen, killAfter, "round %d: acknowledgements before the child died", round)
+
+		o, err := OpenOutbox(dir, OutboxOptions{SegmentSize: 4096})
+		require.NoError(t, err, "round %d: OpenOutbox after SIGKILL", round)
+		got := map[string][]string{}
+		for _, it := range pendingItems(t, o) {
+			got[it.Stream] = append(got[it.Stream], it.Key)
+			require.Equal(t, strings.Repeat(it.Key, 8), string(it.Payload), "round %d: payload of %s", round, it.Key)
+		}
+		require.NoError(t, o.Close())
+		for g := range crashStreams {
+			keys := got[fmt.Sprint(g)]
+			require.GreaterOrEqual(t, len(keys), acked[g], "round %d: stream %d holds %d items, %d were acknowledged", round, g, len(keys), acked[g])
+			for n, k := range keys {
+				require.Equal(t, fmt.Sprintf("%d-%d", g, n), k, "round %d: item %d of stream %d", round, n, g)
+			}
+			next[g] = len(keys)
+		}
+	}
+	t.Logf("after 25 crashes the outbox holds %v items per stream", next)
+}
