@@ -32,8 +32,8 @@ func (r *Rollout) Promote(reason string) error {
 }
 
 // Abort sends every key back to the baseline and ends the rollout as
-// RolledBack. It is allowed while Pending, Running or Paused and returns an
-// error wrapping ErrTransition otherwise. An error saving the state is
+// RolledBack. It is allowed while Pending (even while Start is validating),
+// Running or Paused and returns an error wrapping ErrTransition otherwise. An error saving the state is
 // returned after the abort has taken effect.
 func (r *Rollout) Abort(reason string) error {
 	return r.control(RolledBack, reason)
@@ -59,7 +59,7 @@ func (r *Rollout) control(to State, reason string) error {
 	case RolledBack:
 		allowed = from == Pending || from == Running || from == Paused
 	}
-	if !allowed || r.starting {
+	if !allowed || (r.starting && to != RolledBack) {
 		r.mu.Unlock()
 		return fmt.Errorf("%w: cannot go from %v to %v", ErrTransition, from, to)
 	}

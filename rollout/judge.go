@@ -90,10 +90,13 @@ type Verdict struct {
 	MinRegression   float64
 
 	// Guardrails and stage requirements in force.
-	MaxErrorRate float64
-	MaxP99       time.Duration // 0 when there is no ceiling
-	P99Limit     time.Duration // P99Factor times the baseline's P99, 0 when not judged
-	MinSamples   int
+	MaxErrorRate        float64
+	MaxP99              time.Duration // 0 when there is no ceiling
+	P99Limit            time.Duration // P99Factor times the baseline's P99, 0 when not judged
+	GuardrailMinSamples int
+	SilenceRatio        float64
+	SilenceZ            float64
+	MinSamples          int
 }
 
 func figures(s snapshot) Figures {
@@ -120,15 +123,19 @@ func (p *plan) stageAlpha() float64 {
 func (p *plan) judge(st stage, base, can snapshot) Verdict {
 	j := p.Judge
 	v := Verdict{
-		Baseline:        figures(base),
-		Canary:          figures(can),
-		CanaryShare:     float64(st.ppm) / Buckets,
-		Threshold:       1 / p.stageAlpha(),
-		MinRegression:   j.MinRegression,
-		MaxErrorRate:    j.MaxErrorRate,
-		MaxP99:          j.MaxP99,
-		MinSamples:      st.MinSamples,
-		LikelihoodRatio: 1,
+		Baseline:      figures(base),
+		Canary:        figures(can),
+		CanaryShare:   float64(st.ppm) / Buckets,
+		Threshold:     1 / p.stageAlpha(),
+		MinRegression: j.MinRegression,
+		MaxErrorRate:  j.MaxErrorRate,
+		MaxP99:        j.MaxP99,
+		MinSamples:    st.MinSamples,
+
+		GuardrailMinSamples: j.GuardrailMinSamples,
+		SilenceRatio:        j.SilenceRatio,
+		SilenceZ:            j.SilenceZ,
+		LikelihoodRatio:     1,
 	}
 	n := float64(base.samples + can.samples)
 	v.ExpectedCanary = n * v.CanaryShare

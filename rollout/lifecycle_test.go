@@ -439,3 +439,76 @@ func TestRunDrivesTheRolloutAndStopsWithItsContext(t *testing.T) {
 		})
 	})
 }
+
+func TestAbortDuringValidation(t *testing.T) {
+	var r *rollout.Rollout
+	r = newRollout(t, rollout.Plan{Validate: func(context.Context) error {
+		require.ErrorIs(t, r.Pause("no"), rollout.ErrTransition)
+		require.NoError(t, r.Abort("change withdrawn while validating"))
+		return nil
+	}})
+	require.ErrorIs(t, r.Start(t.Context()), rollout.ErrTransition)
+	assert.Equal(t, rollout.RolledBack, r.Status().State, "state")
+	assert.Equal(t, 0, countCanary(r, 10_000), "canary keys")
+}
+
+func TestResumingAnInconclusiveStageGivesItAFreshDeadline(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r := newRollout(t, rollout.Plan{Stages: []rollout.Stage{
+			{Percent: 10, Bake: time.Hour, Deadline: 2 * time.Hour, MinSamples: 100}, {Percent: 100}}})
+		require.NoError(t, r.Start(t.Context()))
+		time.Sleep(2 * time.Hour)
+		v, err := r.Evaluate()
+		require.NoError(t, err)
+		require.Equal(t, rollout.Inconclusive, v.Outcome, "outcome at the deadline")
+		require.Equal(t, rollout.Paused, r.Status().State, "state at the deadline")
+
+		require.NoError(t, r.Resume("traffic is back"))
+		_, err = r.Evaluate()
+		require.NoError(t, err)
+		assert.Equal(t, rollout.Running, r.Status().State, "state right after Resume")
+		for range 3 {
+			healthyTraffic(r)
+		}
+		time.Sleep(time.Minute)
+		_, err = r.Evaluate()
+		require.NoError(t, err)
+		assert.Equal(t, 100.0, r.Status().Percent, "percent once the samples are in")
+	})
+}
+
+func TestConcurrentUse(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r := newRollout(t, rollout.Plan{Interval: time.Minute})
+		require.NoError(t, r.Start(t.Context()))
+		ctx, cancel := context.WithCancel(t.Context())
+		var wg sync.WaitGroup
+		wg.Go(func() { r.Run(ctx) })
+		for g := range 4 {
+			wg.Go(func() {
+				for i := range 2000 {
+					rollout.Do(ctx, r, fmt.Sprintf("g%d-%d", g, i),
+						func(context.Context) (int, error) { return 1, nil },
+						func(context.Context) (int, error) { return 2, nil })
+					if i%100 == 0 {
+						time.Sleep(time.Minute)
+						r.Status()
+						r.History()
+					}
+				}
+			})
+		}
+		wg.Go(func() {
+			time.Sleep(5 * time.Minute)
+			r.Pause("a look")
+			time.Sleep(5 * time.Minute)
+			r.Resume("fine")
+		})
+		time.Sleep(time.Hour)
+		cancel()
+		wg.Wait()
+		st := r.Status()
+		assert.Contains(t, []rollout.State{rollout.Running, rollout.Promoted}, st.State, "state after concurrent use")
+		assert.NoError(t, st.Err, "Status().Err")
+	})
+}

@@ -226,7 +226,9 @@ func (r *Rollout) Observe(v Variant, err error, latency time.Duration) {
 //
 // Start on a rollout that has already started, here or in the process that
 // saved the stored record, does nothing and returns nil (or the fail-safe
-// error). An error saving the first state leaves the rollout Pending.
+// error). An error saving the first state leaves the rollout Pending. If
+// Abort is called while Validate runs, Start returns an error wrapping
+// ErrTransition and the rollout stays RolledBack.
 func (r *Rollout) Start(ctx context.Context) error {
 	r.mu.Lock()
 	if r.failErr != nil {
@@ -263,6 +265,11 @@ func (r *Rollout) Start(ctx context.Context) error {
 
 	r.mu.Lock()
 	r.starting = false
+	if r.state != Pending {
+		// Aborted while validating.
+		r.mu.Unlock()
+		return fmt.Errorf("%w: aborted during validation", ErrTransition)
+	}
 	now := time.Now()
 	var err error
 	if verr != nil {
