@@ -47,6 +47,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 )
 
 // ErrCorrupt is wrapped by the errors that report a damaged file.
@@ -66,6 +67,8 @@ const (
 	// can never make a reader allocate without bound.
 	MaxBody   = 64 << 20
 	segSuffix = ".seg"
+	// maxLinger caps how long the writer waits for a batch to fill.
+	maxLinger = 500 * time.Microsecond
 )
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
@@ -122,11 +125,17 @@ type Journal struct {
 	cur     uint32  // segment the next record goes to
 	curSize int64   // its size, including buffered records
 	buf     []chunk // appended records not yet handed to the writer
-	filling uint64  // number of the batch buf belongs to
-	synced  uint64  // highest batch that is durable
-	durable Pos     // every record before it is durable
-	err     error   // sticky write or sync failure
-	closing bool
+	nrec    int     // number of records in buf
+	// lastBatch is how many records the previous batch held. While
+	// lingering, the writer waits for that many before it writes, so that
+	// producers it has just released can join the next batch.
+	lastBatch int
+	lingering bool
+	filling   uint64 // number of the batch buf belongs to
+	synced    uint64 // highest batch that is durable
+	durable   Pos    // every record before it is durable
+	err       error  // sticky write or sync failure
+	closing   bool
 
 	kick chan struct{} // wakes the writer; capacity 1
 	done chan struct{} // closed when the writer exits
@@ -428,6 +437,10 @@ func (j *Journal) Append(typ byte, body []byte) (Pos, uint64, error) {
 	hdr[12] = typ
 	c.data = append(c.data, hdr[:]...)
 	c.data = append(c.data, body...)
+	j.nrec++
+	if j.lingering && j.nrec < j.lastBatch {
+		return pos, j.filling, nil
+	}
 	select {
 	case j.kick <- struct{}{}:
 	default:
@@ -501,8 +514,18 @@ func (j *Journal) Size() int64 {
 
 // writer takes each batch, writes it, syncs it and wakes its waiters. It
 // exits, after writing what was appended, once Close sets closing.
+//
+// After a batch of n records, the next batch is written once it holds n
+// records or once half the last write-and-sync time has passed, whichever
+// comes first: producers released by a sync need a moment to append
+// again, and without the wait the writer would sync the first of them
+// alone and make the rest wait a whole extra sync. A lone producer (n = 1)
+// never waits.
 func (j *Journal) writer() {
 	defer close(j.done)
+	linger := time.NewTimer(time.Hour)
+	linger.Stop()
+	var lastSync time.Duration
 	for {
 		<-j.kick
 		for {
@@ -515,12 +538,31 @@ func (j *Journal) writer() {
 				}
 				break
 			}
+			if wait := lastSync / 2; wait > 0 && j.nrec < j.lastBatch && !j.closing {
+				j.lingering = true
+				select {
+				case <-j.kick:
+				default:
+				}
+				j.mu.Unlock()
+				linger.Reset(min(wait, maxLinger))
+				select {
+				case <-j.kick:
+					linger.Stop()
+				case <-linger.C:
+				}
+				j.mu.Lock()
+				j.lingering = false
+			}
 			batch, ticket, end := j.buf, j.filling, MakePos(j.cur, uint32(j.curSize))
-			j.buf = j.spare[:0]
+			j.lastBatch = j.nrec
+			j.buf, j.nrec = j.spare[:0], 0
 			j.filling++
 			j.mu.Unlock()
 
+			start := time.Now()
 			err := j.write(batch)
+			lastSync = time.Since(start)
 
 			j.mu.Lock()
 			if err != nil {
@@ -551,7 +593,7 @@ func (j *Journal) writer() {
 func (j *Journal) drainOnError() {
 	for {
 		j.mu.Lock()
-		j.buf = nil
+		j.buf, j.nrec = nil, 0
 		j.cond.Broadcast()
 		closing := j.closing
 		j.mu.Unlock()
