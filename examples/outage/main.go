@@ -47,11 +47,14 @@ const (
 	upAt       = 120 // the booking API is back before this passenger
 )
 
-// The flights departing today, by gate.
-var gates = map[string]string{"RF101": "B4", "RF202": "B7", "RF303": "C2", "RF404": "C9"}
+// departures returns today's flights and their gates.
+func departures() map[string]string {
+	return map[string]string{"RF101": "B4", "RF202": "B7", "RF303": "C2", "RF404": "C9"}
+}
 
-// flightOf gives passenger n's flight, so that every flight has checked in
-// passengers (and its seat map is cached) before the outage.
+// flightOf gives passenger n's flight. Passengers take the flights in turn,
+// so every flight's seat map is in the last-known-good cache well before
+// the outage.
 func flightOf(n int) string {
 	return [...]string{"RF101", "RF202", "RF303", "RF404"}[n%4]
 }
@@ -151,7 +154,7 @@ const (
 
 // ringfenceDay runs the day at a desk protected by ringfence.
 func ringfenceDay(ctx context.Context, w io.Writer) (Summary, error) {
-	api := newBookingAPI(gates)
+	api := newBookingAPI(departures())
 	defer api.close()
 	client := &bookingClient{base: api.srv.URL, http: api.srv.Client()}
 	tl := &timeline{w: w}

@@ -82,7 +82,7 @@ func TestCheckRejectsABrokenDay(t *testing.T) {
 	good := Summary{Passengers: 10, CheckedIn: 10, Queued: 3, Replayed: 3, DeadCalls: 5, Naive: NaiveSummary{DeadCalls: 30}}
 	require.NoError(t, good.check(), "check of a good day")
 	tests := []struct {
-		name   string
+		name  string
 		spoil func(*Summary)
 	}{
 		{"a passenger turned away fails", func(s *Summary) { s.CheckedIn-- }},

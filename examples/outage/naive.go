@@ -21,7 +21,7 @@ type NaiveSummary struct {
 // no fallback and no outbox: each passenger during the outage costs the
 // struggling API three more requests, and leaves without a boarding pass.
 func naiveDay(ctx context.Context) (NaiveSummary, error) {
-	api := newBookingAPI(gates)
+	api := newBookingAPI(departures())
 	defer api.close()
 	client := &bookingClient{base: api.srv.URL, http: api.srv.Client()}
 
