@@ -47,6 +47,14 @@ func (r *Rollout) control(to State, reason string) error {
 		r.mu.Unlock()
 		return err
 	}
+	if r.state == Pending && !r.starting {
+		// A stored record decides where the rollout is.
+		if _, err := r.load(ctx); err != nil {
+			r.mu.Unlock()
+			r.deliver()
+			return err
+		}
+	}
 	from := r.state
 	allowed := false
 	switch to {
@@ -61,6 +69,7 @@ func (r *Rollout) control(to State, reason string) error {
 	}
 	if !allowed || (r.starting && to != RolledBack) {
 		r.mu.Unlock()
+		r.deliver()
 		return fmt.Errorf("%w: cannot go from %v to %v", ErrTransition, from, to)
 	}
 	now := time.Now()

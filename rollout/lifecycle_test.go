@@ -415,12 +415,15 @@ func TestRunDrivesTheRolloutAndStopsWithItsContext(t *testing.T) {
 			require.NoError(t, r.Start(t.Context()))
 			done := make(chan error)
 			go func() { done <- r.Run(t.Context()) }()
+			// Traffic arrives between Run's evaluations, never at the same
+			// instant, so each batch is split by the share it is fed to.
+			time.Sleep(30 * time.Second)
 			for r.Status().State == rollout.Running {
 				healthyTraffic(r)
 				time.Sleep(10 * time.Minute)
 			}
 			require.NoError(t, <-done)
-			assert.Equal(t, rollout.Promoted, r.Status().State, "state")
+			require.Equal(t, rollout.Promoted, r.Status().State, "state after Run returned")
 			// Three stages of an hour each, evaluated every minute.
 			assert.Equal(t, 3*time.Hour, r.History()[3].Time.Sub(r.History()[0].Time), "time to promotion")
 		})

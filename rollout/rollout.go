@@ -239,21 +239,10 @@ func (r *Rollout) Start(ctx context.Context) error {
 		r.mu.Unlock()
 		return nil
 	}
-	if r.p.Store != nil && !r.loaded {
-		rec, ver, err := r.p.Store.Load(ctx)
-		switch {
-		case errors.Is(err, ErrNoState):
-			r.loaded = true
-		case err != nil:
-			err = r.failSafe(err)
-			r.mu.Unlock()
-			return err
-		default:
-			err = r.restore(rec, ver)
-			r.mu.Unlock()
-			r.deliver()
-			return err
-		}
+	if resumed, err := r.load(ctx); resumed || err != nil {
+		r.mu.Unlock()
+		r.deliver()
+		return err
 	}
 	r.starting = true
 	r.mu.Unlock()
@@ -283,6 +272,24 @@ func (r *Rollout) Start(ctx context.Context) error {
 	r.mu.Unlock()
 	r.deliver()
 	return err
+}
+
+// load reads the store once, before the rollout first leaves Pending. It
+// reports whether a stored record was resumed; an unusable record makes
+// the rollout fail safe. r.mu must be held.
+func (r *Rollout) load(ctx context.Context) (resumed bool, err error) {
+	if r.p.Store == nil || r.loaded {
+		return false, nil
+	}
+	rec, ver, err := r.p.Store.Load(ctx)
+	switch {
+	case errors.Is(err, ErrNoState):
+		r.loaded = true
+		return false, nil
+	case err != nil:
+		return false, r.failSafe(err)
+	}
+	return true, r.restore(rec, ver)
 }
 
 // restore resumes from a stored record. r.mu must be held.

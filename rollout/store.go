@@ -63,6 +63,9 @@ type Record struct {
 // writes r if the stored version is expect (0 when none is stored) and
 // returns the new version; it returns an error wrapping ErrConflict when
 // the version differs. Implementations must be safe for concurrent use.
+// A Rollout calls its Store while holding its own mutex, so that saves
+// happen in the order of the transitions they record; a Store must not
+// call back into the Rollout.
 type Store interface {
 	Load(ctx context.Context) (r Record, version uint64, err error)
 	Save(ctx context.Context, r Record, expect uint64) (version uint64, err error)

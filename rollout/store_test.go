@@ -280,3 +280,23 @@ func TestSaveFailures(t *testing.T) {
 		require.ErrorIs(t, r.Status().Err, errDiskFull)
 	})
 }
+
+func TestControlsBeforeStartRespectTheStoredState(t *testing.T) {
+	store, _ := fileStore(t)
+	plan := rollout.Plan{Name: "ctl", Store: store}
+	r := newRollout(t, plan)
+	require.NoError(t, r.Start(t.Context()))
+	require.NoError(t, r.Pause("hold"))
+
+	// After a restart, an operator resumes before the program calls Start.
+	r2 := newRollout(t, plan)
+	require.NoError(t, r2.Resume("go on"))
+	assert.Equal(t, rollout.Running, r2.Status().State, "state after Resume")
+	require.NoError(t, r2.Start(t.Context()))
+	assert.Equal(t, rollout.Running, r2.Status().State, "state after Start")
+	require.NoError(t, r2.Abort("stop"))
+
+	r3 := newRollout(t, plan)
+	require.NoError(t, r3.Start(t.Context()))
+	assert.Equal(t, rollout.RolledBack, r3.Status().State, "state after a second restart")
+}
