@@ -515,3 +515,29 @@ func TestConcurrentUse(t *testing.T) {
 		assert.NoError(t, st.Err, "Status().Err")
 	})
 }
+
+func TestEventsFromManyGoroutinesAreAllDeliveredInHistoryOrder(t *testing.T) {
+	var (
+		mu  sync.Mutex
+		got []rollout.Event
+	)
+	r := newRollout(t, rollout.Plan{OnEvent: func(e rollout.Event) {
+		mu.Lock()
+		got = append(got, e)
+		mu.Unlock()
+	}})
+	require.NoError(t, r.Start(t.Context()))
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Go(func() {
+			for range 200 {
+				r.Pause("p")
+				r.Resume("r")
+			}
+		})
+	}
+	wg.Wait()
+	mu.Lock()
+	defer mu.Unlock()
+	assert.Equal(t, r.History(), got, "delivered events")
+}

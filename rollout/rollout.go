@@ -424,7 +424,8 @@ func (r *Rollout) record(e Event) {
 }
 
 // deliver hands queued events to OnEvent, in order, with no lock held. If
-// another goroutine is already delivering, it delivers these events too.
+// another goroutine is already delivering, that goroutine delivers these
+// events too, after its current ones.
 func (r *Rollout) deliver() {
 	if r.p.OnEvent == nil {
 		return
@@ -435,10 +436,13 @@ func (r *Rollout) deliver() {
 		return
 	}
 	r.delivering = true
+	finished := false
 	defer func() {
-		r.mu.Lock()
-		r.delivering = false
-		r.mu.Unlock()
+		if !finished { // OnEvent panicked: let the next caller deliver
+			r.mu.Lock()
+			r.delivering = false
+			r.mu.Unlock()
+		}
 	}()
 	for len(r.pending) > 0 {
 		batch := r.pending
@@ -449,6 +453,8 @@ func (r *Rollout) deliver() {
 		}
 		r.mu.Lock()
 	}
+	r.delivering = false
+	finished = true
 	r.mu.Unlock()
 }
 
