@@ -612,6 +612,14 @@ func (j *Journal) write(batch []chunk) error {
 		f := j.files[c.seg]
 		j.filesMu.RUnlock()
 		if f == nil {
+			// Make the older segment durable before a newer one appears, so
+			// that a crash can leave a torn tail only in the last segment.
+			for _, t := range touched {
+				if err := t.Sync(); err != nil {
+					return fmt.Errorf("journal: sync %s: %w", t.Name(), err)
+				}
+			}
+			touched = touched[:0]
 			if err := j.create(c.seg); err != nil {
 				return err
 			}
