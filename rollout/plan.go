@@ -82,9 +82,10 @@ const (
 // Judge configures how a stage's canary is judged against its baseline.
 // Every zero field means the default documented on it.
 type Judge struct {
-	// Alpha is the probability, over the whole stage and however often it
-	// is evaluated, that a canary no worse than the baseline is rolled back
-	// by the error-rate test. Zero means DefaultAlpha (0.05). It must be in
+	// Alpha bounds the probability, over the whole rollout and however
+	// often it is evaluated, that a canary no worse than the baseline is
+	// rolled back by the error-rate test: each stage below 100% gets an
+	// equal share of it. Zero means DefaultAlpha (0.05). It must be in
 	// (0, 0.5].
 	Alpha float64
 
