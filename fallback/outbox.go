@@ -177,8 +177,8 @@ func (o OutboxOptions) resolve() (OutboxOptions, error) {
 //
 // Memory does not grow with payloads: items are read back from disk when
 // they are delivered or listed. The outbox keeps, per stored item, its log
-// position and a 64-bit hash of its key (about 30 bytes), and a count per
-// stream.
+// position and a 32-bit fingerprint of its key (some 25 to 50 bytes in
+// all), and a count per stream.
 //
 // An Outbox owns one goroutine, the log writer, started by [OpenOutbox]
 // and ended by [Outbox.Close]. Only one process may open a directory at a
@@ -205,10 +205,16 @@ type Outbox struct {
 	nextSeq uint64
 	base    uint64        // seq of live[0]
 	live    []journal.Pos // pending items by seq-base; 0 once delivered or dead
+	liveCap int           // capacity of live's whole backing array
 	pending int           // nonzero entries of live
 	dead    map[uint64]obDeadEntry
-	keys    map[uint64]uint64 // key hash -> seq of the stored item with that key
-	collide map[string]uint64 // key -> seq, for keys whose hash another key holds
+	// keys maps a 32-bit fingerprint of a stored item's key to its seq
+	// minus seqBase; collide holds, by the key itself, the items whose
+	// fingerprint another key holds or whose seq does not fit.
+	keys    map[uint32]uint32
+	collide map[string]uint64
+	seqBase uint64
+	based   bool // whether seqBase has been set
 	fresh   map[uint64]obFresh
 	streams map[string]int // pending items per stream
 	segs    map[uint32]*obSegCount
@@ -259,7 +265,7 @@ func OpenOutbox(path string, opts OutboxOptions) (*Outbox, error) {
 		jitter:  0.5,
 		nextSeq: 1,
 		dead:    make(map[uint64]obDeadEntry),
-		keys:    make(map[uint64]uint64),
+		keys:    make(map[uint32]uint32),
 		collide: make(map[string]uint64),
 		fresh:   make(map[uint64]obFresh),
 		streams: make(map[string]int),
@@ -342,11 +348,15 @@ func (o *Outbox) recover(p journal.Pos, typ byte, body []byte) error {
 	return nil
 }
 
-func (o *Outbox) hash(key string) uint64 {
+// fingerprint returns the 32-bit fingerprint of key.
+func (o *Outbox) fingerprint(key string) uint32 {
+	var h uint64
 	if o.hashKey != nil {
-		return o.hashKey(key)
+		h = o.hashKey(key)
+	} else {
+		h = maphash.String(o.seed, key)
 	}
-	return maphash.String(o.seed, key)
+	return uint32(h ^ h>>32)
 }
 
 func (o *Outbox) segCount(seg uint32) *obSegCount {
@@ -378,10 +388,14 @@ func (o *Outbox) addPendingLocked(seq uint64, p journal.Pos, stream string) erro
 	if seq < o.base+uint64(len(o.live)) {
 		return fmt.Errorf("item %d is out of order", seq)
 	}
+	c := cap(o.live)
 	for o.base+uint64(len(o.live)) < seq {
 		o.live = append(o.live, 0)
 	}
 	o.live = append(o.live, p)
+	if cap(o.live) != c {
+		o.liveCap = cap(o.live)
+	}
 	o.pending++
 	o.streams[stream]++
 	o.segCount(p.Segment()).pending++
@@ -405,8 +419,14 @@ func (o *Outbox) removePendingLocked(seq uint64, stream string) journal.Pos {
 		o.live = o.live[1:]
 		o.base++
 	}
-	if len(o.live) == 0 {
-		o.live = nil
+	switch {
+	case len(o.live) == 0:
+		o.live, o.liveCap = nil, 0
+	case o.liveCap > 1024 && len(o.live) < o.liveCap/4:
+		// Trimming the front leaves the whole array allocated; give back
+		// the space as the backlog drains.
+		o.live = append(make([]journal.Pos, 0, 2*len(o.live)), o.live...)
+		o.liveCap = cap(o.live)
 	}
 	return p
 }
@@ -425,12 +445,16 @@ func (o *Outbox) forgetDeadLocked(seq uint64, d obDeadEntry, key string) {
 // insertKeyLocked indexes key as belonging to stored item seq. The caller
 // holds mu and has checked that no stored item has key.
 func (o *Outbox) insertKeyLocked(key string, seq uint64) {
-	h := o.hash(key)
-	if _, taken := o.keys[h]; taken {
+	if !o.based {
+		o.seqBase, o.based = seq, true
+	}
+	fp := o.fingerprint(key)
+	_, taken := o.keys[fp]
+	if taken || seq < o.seqBase || seq-o.seqBase > math.MaxUint32 {
 		o.collide[key] = seq
 		return
 	}
-	o.keys[h] = seq
+	o.keys[fp] = uint32(seq - o.seqBase)
 }
 
 func (o *Outbox) removeKeyLocked(key string, seq uint64) {
@@ -438,23 +462,24 @@ func (o *Outbox) removeKeyLocked(key string, seq uint64) {
 		delete(o.collide, key)
 		return
 	}
-	h := o.hash(key)
-	if s, ok := o.keys[h]; ok && s == seq {
-		delete(o.keys, h)
+	fp := o.fingerprint(key)
+	if s, ok := o.keys[fp]; ok && o.seqBase+uint64(s) == seq {
+		delete(o.keys, fp)
 	}
 }
 
-// lookupLocked returns the seq of the stored item with key. On a hash hit
-// it reads the item's real key, so two keys sharing a hash are never
-// confused. The caller holds mu.
+// lookupLocked returns the seq of the stored item with key. On a
+// fingerprint hit it reads the item's real key, so two keys sharing a
+// fingerprint are never confused. The caller holds mu.
 func (o *Outbox) lookupLocked(key string) (uint64, bool, error) {
 	if s, ok := o.collide[key]; ok {
 		return s, true, nil
 	}
-	s, ok := o.keys[o.hash(key)]
+	d, ok := o.keys[o.fingerprint(key)]
 	if !ok {
 		return 0, false, nil
 	}
+	s := o.seqBase + uint64(d)
 	r, err := o.readStoredLocked(s)
 	if err != nil {
 		return 0, false, err
