@@ -140,8 +140,12 @@ type Switch struct {
 
 	mode atomic.Int32 // the current Mode
 
-	setMu   sync.Mutex // serialises Set, including its store save
-	version uint64     // the store version last loaded or saved; guarded by setMu
+	setMu sync.Mutex // serialises Set, including its store calls
+	// version is the store version last loaded or saved, and synced says
+	// whether it can be trusted: false after NewSwitch could not read the
+	// store or Save reported a conflict. Both are guarded by setMu.
+	version uint64
+	synced  bool
 
 	mu      sync.Mutex   // guards history
 	history []ModeChange // ring of at most histLen changes
@@ -192,6 +196,7 @@ func NewSwitch(name string, settings SwitchSettings) (*Switch, error) {
 	c, version, err := s.store.Load()
 	switch {
 	case errors.Is(err, ErrNoMode):
+		s.synced = true
 		return s, nil
 	case err != nil:
 		return s, fmt.Errorf("%w: switch %q starts in %v: %w", ErrModeUnreadable, name, settings.Initial, err)
@@ -199,7 +204,7 @@ func NewSwitch(name string, settings SwitchSettings) (*Switch, error) {
 		return s, fmt.Errorf("%w: switch %q starts in %v: %w: stored mode %d",
 			ErrModeUnreadable, name, settings.Initial, ErrModeCorrupt, int32(c.To))
 	}
-	s.version = version
+	s.version, s.synced = version, true
 	s.mode.Store(int32(c.To))
 	s.record(c)
 	return s, nil
@@ -215,11 +220,17 @@ func (s *Switch) Mode() Mode { return Mode(s.mode.Load()) }
 // and returns once the change is in effect and, if the Switch has a store,
 // saved there. Setting the mode the Switch is already in does nothing.
 //
-// Set is all or nothing. If the store's save fails, Set returns its error
-// (wrapping [ErrModeConflict] when another writer changed the record,
-// [ErrModeCorrupt] when the stored record is damaged) and the Switch is
-// left exactly as it was: same mode, same history, no notification. So the
-// mode in effect is always the one a restart comes back to.
+// Set is all or nothing. If the store fails, Set returns its error
+// (wrapping [ErrModeConflict] when another writer changed the record since
+// this Switch last loaded or saved it, [ErrModeCorrupt] when the stored
+// record is damaged) and the Switch is left exactly as it was: same mode,
+// same history, no notification. So the mode in effect is always the one
+// a restart comes back to.
+//
+// After a conflict, or when NewSwitch could not read the store, Set first
+// reads the stored version again, so calling Set once more replaces the
+// other writer's record: a deliberate override. A damaged record is never
+// replaced; it must be repaired or moved aside.
 //
 // Set returns an error wrapping [ErrUnknownMode] for a Mode outside the
 // defined constants.
@@ -235,12 +246,10 @@ func (s *Switch) Set(m Mode, reason string) error {
 	}
 	c := ModeChange{Time: time.Now(), From: from, To: m, Reason: reason}
 	if s.store != nil {
-		version, err := s.store.Save(c, s.version)
-		if err != nil {
+		if err := s.save(c); err != nil {
 			s.setMu.Unlock()
 			return fmt.Errorf("fallback: switch %q stays %v: %w", s.name, from, err)
 		}
-		s.version = version
 	}
 	s.mode.Store(int32(m))
 	s.record(c)
@@ -249,6 +258,30 @@ func (s *Switch) Set(m Mode, reason string) error {
 	if s.onChange != nil {
 		s.onChange(c)
 	}
+	return nil
+}
+
+// save stores c, first learning the stored version if it is not known.
+// s.setMu must be held.
+func (s *Switch) save(c ModeChange) error {
+	if !s.synced {
+		_, version, err := s.store.Load()
+		switch {
+		case errors.Is(err, ErrNoMode):
+			version = 0
+		case err != nil:
+			return err
+		}
+		s.version, s.synced = version, true
+	}
+	version, err := s.store.Save(c, s.version)
+	if errors.Is(err, ErrModeConflict) {
+		s.synced = false
+	}
+	if err != nil {
+		return err
+	}
+	s.version = version
 	return nil
 }
 

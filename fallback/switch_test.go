@@ -260,6 +260,41 @@ func TestSwitchSetConflict(t *testing.T) {
 	require.ErrorIs(t, err, ErrModeConflict, "Set by a writer that missed a change")
 	assert.Equal(t, ModeAuto, b.Mode(), "a conflicting Set leaves the mode")
 	assert.Equal(t, ModeManual, open().Mode(), "the first writer's change is kept")
+
+	require.NoError(t, b.Set(ModePrimary, "override"), "Set again after a conflict")
+	assert.Equal(t, ModePrimary, b.Mode())
+	assert.Equal(t, ModePrimary, open().Mode(), "the override is stored")
+}
+
+// flakyStore fails its first Load with a read error, then serves inner.
+type flakyStore struct {
+	ModeStore
+	failed bool
+}
+
+func (f *flakyStore) Load() (ModeChange, uint64, error) {
+	if !f.failed {
+		f.failed = true
+		return ModeChange{}, 0, errors.New("read error")
+	}
+	return f.ModeStore.Load()
+}
+
+func TestSwitchRecoversFromUnreadableStore(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "db.mode")
+	store, err := NewFileModeStore(path)
+	require.NoError(t, err)
+	first, err := NewSwitch("db", SwitchSettings{Store: store})
+	require.NoError(t, err)
+	require.NoError(t, first.Set(ModeManual, "incident"))
+
+	s, err := NewSwitch("db", SwitchSettings{Store: &flakyStore{ModeStore: store}})
+	require.ErrorIs(t, err, ErrModeUnreadable, "NewSwitch when the first read fails")
+	assert.Equal(t, ModeAuto, s.Mode())
+	require.NoError(t, s.Set(ModePrimary, "operator"), "Set once the store reads again")
+	_, version, err := store.Load()
+	require.NoError(t, err)
+	assert.Equal(t, uint64(2), version)
 }
 
 // failingStore is a ModeStore whose Save fails with err.
