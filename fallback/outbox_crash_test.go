@@ -258,28 +258,36 @@ func FuzzDecode(f *testing.F) {
 }
 
 // crashEnv names the outbox directory for the child process of
-// TestOutboxSurvivesSIGKILL; crashStartEnv says where each stream starts.
+// TestOutboxSurvivesSIGKILL, crashStartEnv says where each stream starts,
+// and crashReplayEnv, if set, makes the child replay while it enqueues.
 const (
-	crashEnv      = "RINGFENCE_OUTBOX_CRASH_DIR"
-	crashStartEnv = "RINGFENCE_OUTBOX_CRASH_START"
-	crashStreams  = 4
+	crashEnv       = "RINGFENCE_OUTBOX_CRASH_DIR"
+	crashStartEnv  = "RINGFENCE_OUTBOX_CRASH_START"
+	crashReplayEnv = "RINGFENCE_OUTBOX_CRASH_REPLAY"
+	crashStreams   = 4
 )
 
 // TestOutboxCrashChild is the child of TestOutboxSurvivesSIGKILL: it
-// enqueues items on several streams until killed, printing each key once
-// Enqueue has returned.
+// enqueues items on several streams until killed, printing "ack g n" once
+// Enqueue of item n of stream g has returned, and, when asked, replays at
+// the same time, printing "del g n" when item n of stream g is delivered.
 func TestOutboxCrashChild(t *testing.T) {
 	dir := os.Getenv(crashEnv)
 	if dir == "" {
 		t.Skip("run by TestOutboxSurvivesSIGKILL")
 	}
-	o, err := OpenOutbox(dir, OutboxOptions{SegmentSize: 4096})
+	o, err := OpenOutbox(dir, OutboxOptions{SegmentSize: 4096, Rate: rate.Inf})
 	if err != nil {
 		fmt.Printf("open failed: %v\n", err)
 		os.Exit(2)
 	}
 	starts := strings.Split(os.Getenv(crashStartEnv), ",")
 	var out sync.Mutex
+	say := func(format string, args ...any) {
+		out.Lock()
+		fmt.Printf(format, args...)
+		out.Unlock()
+	}
 	var wg sync.WaitGroup
 	for g := range crashStreams {
 		start, _ := strconv.Atoi(starts[g])
@@ -288,35 +296,59 @@ func TestOutboxCrashChild(t *testing.T) {
 				key := fmt.Sprintf("%d-%d", g, n)
 				err := o.Enqueue(context.Background(), Item{Key: key, Stream: fmt.Sprint(g), Payload: []byte(strings.Repeat(key, 8))})
 				if err != nil {
-					fmt.Printf("enqueue failed: %v\n", err)
+					say("enqueue failed: %v\n", err)
 					os.Exit(2)
 				}
-				out.Lock()
-				fmt.Printf("ack %d %d\n", g, n)
-				out.Unlock()
+				say("ack %d %d\n", g, n)
+			}
+		})
+	}
+	if os.Getenv(crashReplayEnv) != "" {
+		wg.Go(func() {
+			for {
+				err := o.Replay(context.Background(), func(_ context.Context, it Item) error {
+					say("del %s\n", strings.Replace(it.Key, "-", " ", 1))
+					return nil
+				})
+				if err != nil {
+					say("replay failed: %v\n", err)
+					os.Exit(2)
+				}
 			}
 		})
 	}
 	wg.Wait()
 }
 
+// TestOutboxSurvivesSIGKILL kills a child process that enqueues (and in
+// odd rounds replays) at random moments, and checks after each crash that
+// every acknowledged item is stored exactly once or was delivered, that
+// each stream holds a gap-free run in enqueue order, and that deliveries
+// never skipped an item.
 func TestOutboxSurvivesSIGKILL(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts child processes")
 	}
 	dir := t.TempDir()
 	rng := rand.New(rand.NewPCG(2026, 11))
-	var next [crashStreams]int  // per stream: one past the highest stored index
-	var acked [crashStreams]int // per stream: one past the highest acknowledged index
-	for round := range 25 {
-		// Restart each stream two items back, so keys already stored are
-		// enqueued again and must not be stored twice.
+	var (
+		first     [crashStreams]int // per stream: lowest index still stored
+		next      [crashStreams]int // per stream: one past the highest index stored
+		acked     [crashStreams]int // per stream: one past the highest index acknowledged
+		delivered [crashStreams]int // per stream: one past the highest index delivered
+	)
+	for round := range 30 {
+		// Restart each stream up to two items back, so keys still stored
+		// are enqueued again and must not be stored twice.
 		var starts []string
 		for g := range crashStreams {
-			starts = append(starts, strconv.Itoa(max(0, next[g]-2)))
+			starts = append(starts, strconv.Itoa(max(first[g], next[g]-2)))
 		}
 		cmd := exec.Command(os.Args[0], "-test.run=^TestOutboxCrashChild$", "-test.count=1")
 		cmd.Env = append(os.Environ(), crashEnv+"="+dir, crashStartEnv+"="+strings.Join(starts, ","))
+		if round%2 == 1 {
+			cmd.Env = append(cmd.Env, crashReplayEnv+"=1")
+		}
 		stdout, err := cmd.StdoutPipe()
 		require.NoError(t, err)
 		require.NoError(t, cmd.Start())
@@ -325,13 +357,23 @@ func TestOutboxSurvivesSIGKILL(t *testing.T) {
 		sc := bufio.NewScanner(stdout)
 		seen := 0
 		for sc.Scan() {
+			var verb string
 			var g, n int
-			if _, err := fmt.Sscanf(sc.Text(), "ack %d %d", &g, &n); err != nil {
+			if _, err := fmt.Sscanf(sc.Text(), "%s %d %d", &verb, &g, &n); err != nil {
 				t.Fatalf("round %d: child said %q", round, sc.Text())
 			}
-			acked[g] = max(acked[g], n+1)
-			if seen++; seen == killAfter {
-				require.NoError(t, cmd.Process.Signal(syscall.SIGKILL))
+			switch verb {
+			case "ack":
+				acked[g] = max(acked[g], n+1)
+				if seen++; seen == killAfter {
+					require.NoError(t, cmd.Process.Signal(syscall.SIGKILL))
+				}
+			case "del":
+				// Redelivery after a crash is allowed; skipping is not.
+				require.LessOrEqual(t, n, delivered[g], "round %d: stream %d delivered item %d before item %d", round, g, n, delivered[g])
+				delivered[g] = max(delivered[g], n+1)
+			default:
+				t.Fatalf("round %d: child said %q", round, sc.Text())
 			}
 		}
 		_, _ = io.Copy(io.Discard, stdout)
@@ -348,12 +390,26 @@ func TestOutboxSurvivesSIGKILL(t *testing.T) {
 		require.NoError(t, o.Close())
 		for g := range crashStreams {
 			keys := got[fmt.Sprint(g)]
-			require.GreaterOrEqual(t, len(keys), acked[g], "round %d: stream %d holds %d items, %d were acknowledged", round, g, len(keys), acked[g])
-			for n, k := range keys {
-				require.Equal(t, fmt.Sprintf("%d-%d", g, n), k, "round %d: item %d of stream %d", round, n, g)
+			// What is stored starts at or before the first undelivered item
+			// and runs without gaps past the last acknowledged one.
+			lo := delivered[g]
+			if len(keys) > 0 {
+				_, err := fmt.Sscanf(keys[0], fmt.Sprintf("%d-%%d", g), &lo)
+				require.NoError(t, err)
 			}
-			next[g] = len(keys)
+			require.LessOrEqual(t, lo, delivered[g], "round %d: stream %d lost items %d to %d", round, g, delivered[g], lo-1)
+			require.GreaterOrEqual(t, lo+len(keys), acked[g], "round %d: stream %d holds up to %d, %d were acknowledged", round, g, lo+len(keys), acked[g])
+			for i, k := range keys {
+				require.Equal(t, fmt.Sprintf("%d-%d", g, lo+i), k, "round %d: item %d of stream %d", round, i, g)
+			}
+			first[g], next[g] = lo, lo+len(keys)
+			// Items delivered and then resurrected by the crash will be
+			// delivered again; count from what is stored.
+			delivered[g] = min(delivered[g], lo)
+			if len(keys) == 0 {
+				delivered[g] = next[g]
+			}
 		}
 	}
-	t.Logf("after 25 crashes the outbox holds %v items per stream", next)
+	t.Logf("after 30 crashes the streams reached items %v, delivered up to %v", next, delivered)
 }
