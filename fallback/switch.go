@@ -114,9 +114,10 @@ type SwitchSettings struct {
 	// dropped. Zero means DefaultHistoryLen (64); it must not be negative.
 	HistoryLen int
 
-	// OnChange, if not nil, is called after every change, on the goroutine
-	// that called Set, once the change is in effect and no lock of the
-	// Switch is held, so it may call any method of the Switch. When Sets
+	// OnChange, if not nil, is called after every change Set makes (not
+	// for the mode NewSwitch loads), on the goroutine that called Set,
+	// once the change is in effect and no lock of the Switch is held, so
+	// it may call any method of the Switch. When Sets
 	// run concurrently their calls to OnChange may arrive out of order;
 	// Mode reports the current mode.
 	OnChange func(ModeChange)
