@@ -489,3 +489,50 @@ func TestOutboxCompactionDeletesDeliveredSegments(t *testing.T) {
 	assert.Equal(t, []string{"k007", "k123"}, keys, "dead letters kept through compaction")
 	assert.Equal(t, 0, o.Pending(), "Pending()")
 }
+
+func TestOutboxCloseWhileBusy(t *testing.T) {
+	dir := t.TempDir()
+	o := openOutbox(t, dir, fast)
+	enqueueAll(t, o, item("s", "first"))
+	started := make(chan struct{})
+	release := make(chan struct{})
+	replayErr := make(chan error)
+	go func() {
+		replayErr <- o.Replay(context.Background(), func(_ context.Context, it Item) error {
+			if it.Key == "first" {
+				close(started)
+				<-release
+			}
+			return nil
+		})
+	}()
+	<-started
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var acked []string
+	for p := range 4 {
+		wg.Go(func() {
+			for i := range 25 {
+				key := fmt.Sprintf("%d-%d", p, i)
+				err := o.Enqueue(context.Background(), item(fmt.Sprint(p), key))
+				if err != nil {
+					assert.ErrorIs(t, err, ErrClosed, "Enqueue(%s) during Close", key)
+					continue
+				}
+				mu.Lock()
+				acked = append(acked, key)
+				mu.Unlock()
+			}
+		})
+	}
+	require.NoError(t, o.Close(), "Close")
+	close(release)
+	wg.Wait()
+	require.ErrorIs(t, <-replayErr, ErrClosed, "Replay after Close")
+
+	o = openOutbox(t, dir, fast)
+	stored := keysOf(pendingItems(t, o))
+	for _, k := range acked {
+		assert.Contains(t, stored, k, "acknowledged item after Close and reopening")
+	}
+}
