@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"io"
 	"strings"
 	"testing"
 	"time"
@@ -15,7 +14,8 @@ import (
 func TestDayAtTheDesk(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	sum, err := simulate(ctx, io.Discard)
+	var out bytes.Buffer
+	sum, err := simulate(ctx, &out)
 	require.NoError(t, err, "simulate")
 
 	t.Run("every passenger checks in, from the API or the fallbacks", func(t *testing.T) {
@@ -57,25 +57,24 @@ func TestDayAtTheDesk(t *testing.T) {
 	t.Run("the invariants hold", func(t *testing.T) {
 		assert.NoError(t, sum.check(), "check")
 	})
-}
 
-func TestRunPrintsTheStory(t *testing.T) {
-	var out bytes.Buffer
-	code := run(&out)
-	require.Equal(t, 0, code, "run exit status; output:\n%s", out.String())
-	for _, want := range []string{
-		"#40   booking API goes down",
-		"#40   breaker booking-api opened: 5 consecutive failures",
-		"#50   operator: desk auto -> manual",
-		"#120  operator: desk manual -> auto",
-		"#120  outbox replay started: 80 boarding-pass records",
-		"breaker booking-api closed: probe succeeded",
-		"#120  outbox replay finished: 80 delivered, 0 dead letters",
-		"OK: every passenger checked in",
-	} {
-		assert.Contains(t, out.String(), want, "run output")
-	}
-	assert.Less(t, strings.Index(out.String(), "replay started"), strings.Index(out.String(), "replay finished"), "replay lines in order")
+	t.Run("the timeline and the report tell the story", func(t *testing.T) {
+		code := report(&out, sum)
+		require.Equal(t, 0, code, "report exit status; output:\n%s", out.String())
+		for _, want := range []string{
+			"#40   booking API goes down",
+			"#40   breaker booking-api opened: 5 consecutive failures",
+			"#50   operator: desk auto -> manual",
+			"#120  operator: desk manual -> auto",
+			"#120  outbox replay started: 80 boarding-pass records",
+			"breaker booking-api closed: probe succeeded",
+			"#120  outbox replay finished: 80 delivered, 0 dead letters",
+			"OK: every passenger checked in",
+		} {
+			assert.Contains(t, out.String(), want, "output")
+		}
+		assert.Less(t, strings.Index(out.String(), "replay started"), strings.Index(out.String(), "replay finished"), "replay lines in order")
+	})
 }
 
 func TestCheckRejectsABrokenDay(t *testing.T) {
