@@ -35,6 +35,10 @@ var (
 	// ErrInvalidItem is returned by [Outbox.Enqueue] for an item it cannot
 	// store, such as one with an empty key.
 	ErrInvalidItem = errors.New("fallback: invalid outbox item")
+	// ErrInUse is returned by [OpenOutbox] when the directory is already
+	// open, in this process or another (on Unix systems, where it is
+	// enforced with an advisory lock on the file LOCK in the directory).
+	ErrInUse = errors.New("fallback: outbox directory is in use")
 )
 
 // Item is one unit of deferred work held by an [Outbox].
@@ -181,8 +185,8 @@ func (o OutboxOptions) resolve() (OutboxOptions, error) {
 // all), and a count per stream.
 //
 // An Outbox owns one goroutine, the log writer, started by [OpenOutbox]
-// and ended by [Outbox.Close]. Only one process may open a directory at a
-// time. An Outbox is safe for concurrent use. The zero value is not
+// and ended by [Outbox.Close]. Only one Outbox at a time may have a
+// directory open ([ErrInUse]). An Outbox is safe for concurrent use. The zero value is not
 // usable; call [OpenOutbox].
 type Outbox struct {
 	j      *journal.Journal
@@ -290,6 +294,8 @@ func (o *Outbox) wrapErr(err error) error {
 		return nil
 	case errors.Is(err, journal.ErrClosed):
 		return ErrClosed
+	case errors.Is(err, journal.ErrLocked):
+		return fmt.Errorf("%w: %w", ErrInUse, err)
 	case errors.Is(err, journal.ErrCorrupt) && !errors.Is(err, ErrCorrupt):
 		return fmt.Errorf("%w: %w", ErrCorrupt, err)
 	}

@@ -338,15 +338,22 @@ func TestOutboxSurvivesSIGKILL(t *testing.T) {
 		delivered [crashStreams]int // per stream: one past the highest index delivered
 	)
 	for round := range 30 {
-		// Restart each stream up to two items back, so keys still stored
-		// are enqueued again and must not be stored twice.
+		// In rounds without replay, restart each stream up to two items
+		// back, so keys still stored are enqueued again and must not be
+		// stored twice. (With replay running such a key might be delivered
+		// first, and then enqueuing it again rightly stores a new item.)
+		replay := round%2 == 1
 		var starts []string
 		for g := range crashStreams {
-			starts = append(starts, strconv.Itoa(max(first[g], next[g]-2)))
+			start := max(first[g], next[g]-2)
+			if replay {
+				start = next[g]
+			}
+			starts = append(starts, strconv.Itoa(start))
 		}
 		cmd := exec.Command(os.Args[0], "-test.run=^TestOutboxCrashChild$", "-test.count=1")
 		cmd.Env = append(os.Environ(), crashEnv+"="+dir, crashStartEnv+"="+strings.Join(starts, ","))
-		if round%2 == 1 {
+		if replay {
 			cmd.Env = append(cmd.Env, crashReplayEnv+"=1")
 		}
 		stdout, err := cmd.StdoutPipe()
@@ -398,7 +405,7 @@ func TestOutboxSurvivesSIGKILL(t *testing.T) {
 				require.NoError(t, err)
 			}
 			require.LessOrEqual(t, lo, delivered[g], "round %d: stream %d lost items %d to %d", round, g, delivered[g], lo-1)
-			require.GreaterOrEqual(t, lo+len(keys), acked[g], "round %d: stream %d holds up to %d, %d were acknowledged", round, g, lo+len(keys), acked[g])
+			require.GreaterOrEqual(t, max(lo+len(keys), delivered[g]), acked[g], "round %d: stream %d holds up to %d and delivered up to %d, %d were acknowledged", round, g, lo+len(keys), delivered[g], acked[g])
 			for i, k := range keys {
 				require.Equal(t, fmt.Sprintf("%d-%d", g, lo+i), k, "round %d: item %d of stream %d", round, i, g)
 			}

@@ -56,6 +56,10 @@ var ErrCorrupt = errors.New("journal: corrupt")
 // ErrClosed is returned by calls made after Close.
 var ErrClosed = errors.New("journal: closed")
 
+// ErrLocked is returned by Open when another Journal, in this process or
+// another, has the directory open.
+var ErrLocked = errors.New("journal: directory is in use")
+
 const (
 	segMagic = "RFJ1\x00\x00\x00\x00"
 	// SegmentHeaderSize is the size of the header at the start of each
@@ -143,6 +147,13 @@ type Journal struct {
 	filesMu sync.RWMutex        // guards files
 	files   map[uint32]*os.File // open segments by number
 	spare   []chunk             // writer-owned: recycled chunk list
+	lock    *os.File            // holds the directory lock, if any
+}
+
+func unlock(f *os.File) {
+	if f != nil {
+		f.Close()
+	}
 }
 
 type chunk struct {
@@ -162,11 +173,17 @@ func Open(dir string, opts Options, fn func(p Pos, typ byte, body []byte) error)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("journal: %w", err)
 	}
-	ids, err := listSegments(dir)
+	lock, err := lockDir(dir)
 	if err != nil {
 		return nil, err
 	}
+	ids, err := listSegments(dir)
+	if err != nil {
+		unlock(lock)
+		return nil, err
+	}
 	j := &Journal{
+		lock:    lock,
 		dir:     dir,
 		segSize: segSize,
 		files:   make(map[uint32]*os.File),
@@ -179,6 +196,7 @@ func Open(dir string, opts Options, fn func(p Pos, typ byte, body []byte) error)
 	defer func() {
 		if !ok {
 			j.closeFiles()
+			unlock(j.lock)
 		}
 	}()
 	for i, id := range ids {
@@ -734,6 +752,7 @@ func (j *Journal) Close() error {
 	}
 	<-j.done
 	j.closeFiles()
+	unlock(j.lock)
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	return j.err
