@@ -20,7 +20,7 @@ const (
 	DefaultMaxErrorRate        = 0.5              // Judge.MaxErrorRate
 	DefaultP99Factor           = 3.0              // Judge.P99Factor
 	DefaultGuardrailMinSamples = 100              // Judge.GuardrailMinSamples
-	DefaultSilenceRatio        = 0.5              // Judge.SilenceRatio
+	DefaultSilenceRatio        = 0.8              // Judge.SilenceRatio
 	DefaultSilenceZ            = 5.0              // Judge.SilenceZ
 	DefaultSilenceMinExpected  = 50               // Judge.SilenceMinExpected
 )
@@ -119,9 +119,17 @@ type Judge struct {
 	// than the canary's share of keys predicts: the canary is judged
 	// silent when it reports less than SilenceRatio of its expected count
 	// and that count is more than SilenceZ standard deviations below
-	// expectation. Zeros mean DefaultSilenceRatio (0.5) and
+	// expectation. Zeros mean DefaultSilenceRatio (0.8) and
 	// DefaultSilenceZ (5). SilenceRatio must be in (0, 1); SilenceZ must
 	// be positive.
+	//
+	// The default ratio catches a change that silences a fifth or more of
+	// the canary's units (an update that crashes 30% of the hosts that
+	// load it leaves the ring reporting about 70%). When the keys are few
+	// (hosts rather than requests), the number of keys that really land in
+	// a ring varies around its percent by about 1/sqrt(keys in the ring):
+	// a first ring of 100 hosts holds 80 to 120 of them, so with rings
+	// that small, lower SilenceRatio or start with a larger ring.
 	SilenceRatio float64
 	SilenceZ     float64
 

@@ -114,13 +114,13 @@ func rings() []rollout.Stage {
 	}
 }
 
-// judge is how the canary is judged. A crashed host sends nothing, so the
-// silence rule is what catches a crashing update: the canary hosts report
-// fewer health checks than their share of the fleet predicts. Its default
-// ratio, 0.5, would wait for half of a ring to go silent; 0.8 catches a
-// ring of which a fifth or more has gone silent.
+// judge is how the canary is judged: the defaults. A crashed host sends
+// nothing, so the silence rule is what catches a crashing update: the
+// canary hosts report fewer health checks than their share of the fleet
+// predicts, and the default ratio (0.8) fires once a fifth or more of a
+// ring has gone silent.
 func judge() rollout.Judge {
-	return rollout.Judge{SilenceRatio: 0.8}
+	return rollout.Judge{}
 }
 
 // simulate runs the three rollouts on w and an all-at-once push of the bad
