@@ -637,7 +637,15 @@ func (b *Breaker) Snapshot() Snapshot {
 		OpenWait:  b.wait,
 	}
 	b.mu.Unlock()
-	sn.Ramping = b.word.Load()&modeMask == modeRamp
+	if w := b.word.Load(); w&modeMask == modeRamp {
+		// The ramp's end is otherwise noticed by the next call; without
+		// traffic, end it here so that Ramping does not outlive it.
+		if r := b.ramp.Load(); time.Since(r.start) >= r.length {
+			b.word.CompareAndSwap(w, w&^modeMask|modeClosed)
+		} else {
+			sn.Ramping = true
+		}
+	}
 	sn.Requests = b.win.Sum(countRequests)
 	sn.Failures = b.win.Sum(countFailures)
 	sn.SlowCalls = b.win.Sum(countSlow)

@@ -596,6 +596,22 @@ func TestRampAdmission(t *testing.T) {
 	})
 }
 
+func TestRampEndsWithoutTraffic(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const ramp = 10 * time.Second
+		b := mustNew(t, Settings{ConsecutiveFailures: 1, OpenTimeout: time.Second, Ramp: ramp})
+		trip(t, b)
+		sleep(time.Second)
+		require.NoError(t, run(b, true), "probe")
+		sleep(ramp - time.Nanosecond)
+		require.True(t, b.Snapshot().Ramping, "Snapshot().Ramping just before the ramp ends")
+		sleep(time.Nanosecond)
+		assert.False(t, b.Snapshot().Ramping, "Snapshot().Ramping once the ramp is over, with no calls made")
+		assert.Equal(t, Closed, b.State(), "State() after the ramp")
+		require.NoError(t, run(b, true), "the first call after the ramp goes through")
+	})
+}
+
 func TestRampFailuresTrip(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		b := mustNew(t, Settings{ConsecutiveFailures: 1, OpenTimeout: time.Second, Ramp: time.Minute})
