@@ -130,10 +130,11 @@ type Journal struct {
 	curSize int64   // its size, including buffered records
 	buf     []chunk // appended records not yet handed to the writer
 	nrec    int     // number of records in buf
-	// lastBatch is how many records the previous batch held. While
-	// lingering, the writer waits for that many before it writes, so that
-	// producers it has just released can join the next batch.
-	lastBatch int
+	// want is how many records the writer expects in the next batch: those
+	// that arrived while it wrote the last one, plus one from each producer
+	// it released. While lingering, it waits for that many before it
+	// writes, so that the producers it has just released can join.
+	want      int
 	lingering bool
 	filling   uint64 // number of the batch buf belongs to
 	synced    uint64 // highest batch that is durable
@@ -456,7 +457,7 @@ func (j *Journal) Append(typ byte, body []byte) (Pos, uint64, error) {
 	c.data = append(c.data, hdr[:]...)
 	c.data = append(c.data, body...)
 	j.nrec++
-	if j.lingering && j.nrec < j.lastBatch {
+	if j.lingering && j.nrec < j.want {
 		return pos, j.filling, nil
 	}
 	select {
@@ -533,12 +534,12 @@ func (j *Journal) Size() int64 {
 // writer takes each batch, writes it, syncs it and wakes its waiters. It
 // exits, after writing what was appended, once Close sets closing.
 //
-// After a batch of n records, the next batch is written once it holds n
-// records or once half the last write-and-sync time has passed, whichever
-// comes first: producers released by a sync need a moment to append
-// again, and without the wait the writer would sync the first of them
-// alone and make the rest wait a whole extra sync. A lone producer (n = 1)
-// never waits.
+// After a batch of n records, during whose write m more arrived, the next
+// batch is written once it holds m+n records or once half the last
+// write-and-sync time has passed, whichever comes first: producers
+// released by a sync need a moment to append again, and without the wait
+// the writer would sync the first of them alone and make the rest wait a
+// whole extra sync. A lone producer (m+n = 1) never waits.
 func (j *Journal) writer() {
 	defer close(j.done)
 	linger := time.NewTimer(time.Hour)
@@ -556,7 +557,7 @@ func (j *Journal) writer() {
 				}
 				break
 			}
-			if wait := lastSync / 2; wait > 0 && j.nrec < j.lastBatch && !j.closing {
+			if wait := lastSync / 2; wait > 0 && j.nrec < j.want && !j.closing {
 				j.lingering = true
 				select {
 				case <-j.kick:
@@ -573,7 +574,7 @@ func (j *Journal) writer() {
 				j.lingering = false
 			}
 			batch, ticket, end := j.buf, j.filling, MakePos(j.cur, uint32(j.curSize))
-			j.lastBatch = j.nrec
+			n := j.nrec
 			j.buf, j.nrec = j.spare[:0], 0
 			j.filling++
 			j.mu.Unlock()
@@ -591,6 +592,7 @@ func (j *Journal) writer() {
 				j.synced = ticket
 				j.durable = end
 			}
+			j.want = j.nrec + n
 			j.cond.Broadcast()
 			j.mu.Unlock()
 			for i := range batch {
