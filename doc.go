@@ -60,7 +60,11 @@
 //		retry.Policy{Budget: budget},
 //	)}
 //
-// In tests, chaos.Transport goes outermost to inject the outage.
+// In tests, chaos.Transport takes the place of the network, innermost, so
+// that the faults it injects meet the retries and the breakers exactly as
+// real ones would:
+//
+//	retry.Transport → breaker.Transport → chaos.Transport → http.DefaultTransport
 //
 // # Errors callers check
 //
