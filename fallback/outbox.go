@@ -199,6 +199,8 @@ type Outbox struct {
 	hashKey func(string) uint64
 
 	replaying atomic.Bool
+	// wake (capacity 1) tells a waiting Replay that an item became durable.
+	wake chan struct{}
 
 	// compactMu is held for reading while dead letters are read outside
 	// mu, and for writing while compaction moves or deletes segments.
@@ -268,6 +270,7 @@ func OpenOutbox(path string, opts OutboxOptions) (*Outbox, error) {
 		seed:    maphash.MakeSeed(),
 		jitter:  0.5,
 		nextSeq: 1,
+		wake:    make(chan struct{}, 1),
 		dead:    make(map[uint64]obDeadEntry),
 		keys:    make(map[uint32]uint32),
 		collide: make(map[string]uint64),
@@ -588,7 +591,16 @@ func (o *Outbox) Enqueue(ctx context.Context, it Item) error {
 	o.mu.Lock()
 	delete(o.fresh, seq)
 	o.mu.Unlock()
+	o.signal()
 	return o.wrapErr(err)
+}
+
+// signal wakes a Replay waiting for held streams.
+func (o *Outbox) signal() {
+	select {
+	case o.wake <- struct{}{}:
+	default:
+	}
 }
 
 // Pending returns the number of items waiting for delivery, including one
@@ -733,6 +745,7 @@ func (o *Outbox) Requeue(key string) error {
 	o.mu.Lock()
 	delete(o.fresh, r.seq)
 	o.mu.Unlock()
+	o.signal()
 	return o.wrapErr(err)
 }
 

@@ -45,19 +45,22 @@ func isPermanent(err error) bool {
 // the calling goroutine, and returns nil when nothing is pending any more,
 // including items enqueued while it runs.
 //
-// Items are delivered one at a time in the order they were enqueued (the
-// global order, which keeps the order within every stream). An item is
-// removed only after deliver returns nil, so delivery is at least once: a
-// crash between deliver and the removal's record reaching disk delivers it
-// again, and the receiver should use Item.Key to apply it exactly once.
+// Items are delivered one at a time in the order they were enqueued, and
+// an item is removed only after deliver returns nil. So delivery is at
+// least once: a crash between deliver and the removal's record reaching
+// disk delivers the item again, and the receiver should use Item.Key to
+// apply it exactly once.
 //
-// When deliver fails, Replay waits (exponential backoff: RetryInitial,
-// doubling up to RetryMax, each wait randomized by ±50%) and retries the
-// same item; later items wait behind it, so a stream is never reordered.
-// An item whose error is wrapped with [Permanent], or that has failed
-// OutboxOptions.MaxAttempts times, is moved to the dead letters (see
-// [Outbox.DeadLetters] and [Outbox.Requeue]) and the next item goes.
-// Deliveries are paced by OutboxOptions.Rate and Burst.
+// When deliver fails, the item's stream is held back: its item is retried
+// after a wait (exponential backoff per stream: RetryInitial, doubling up
+// to RetryMax, each wait randomized by ±50%), and its later items wait
+// behind it, so a stream is never reordered; items of other streams keep
+// flowing meanwhile. An item whose error is wrapped with [Permanent], or
+// that has failed OutboxOptions.MaxAttempts times, is moved to the dead
+// letters (see [Outbox.DeadLetters] and [Outbox.Requeue]) and its stream
+// goes on. Every attempt is paced by OutboxOptions.Rate and Burst. While
+// streams are held back, Replay keeps a small record (16 bytes) per item
+// waiting behind them.
 //
 // When ctx is done, Replay stops without starting another delivery and
 // returns ctx.Err(); the item being delivered stays pending unless deliver
@@ -70,131 +73,255 @@ func (o *Outbox) Replay(ctx context.Context, deliver func(context.Context, Item)
 		return ErrReplayRunning
 	}
 	defer o.replaying.Store(false)
-
-	var lim *rate.Limiter
+	rp := &obReplay{o: o, deliver: deliver, held: make(map[string]*obHeld)}
 	if o.opts.Rate != rate.Inf {
-		lim = rate.NewLimiter(o.opts.Rate, o.opts.Burst)
+		rp.lim = rate.NewLimiter(o.opts.Rate, o.opts.Burst)
 	}
-	bo := backoff.NewExponentialBackOff(
-		backoff.WithInitialInterval(o.opts.RetryInitial),
-		backoff.WithMaxInterval(o.opts.RetryMax),
-		backoff.WithMaxElapsedTime(0),
-		backoff.WithRandomizationFactor(o.jitter),
-		backoff.WithMultiplier(2),
-	)
-	cursor := uint64(0)
-	type ref struct {
-		seq uint64
-		pos journal.Pos
-	}
-	batch := make([]ref, 0, obBatch)
+	return rp.run(ctx)
+}
+
+// obRef locates a pending item.
+type obRef struct {
+	seq uint64
+	pos journal.Pos
+}
+
+// obHeld is a stream held back after a failed delivery: items[0] failed
+// and is retried at until; the rest wait behind it in order.
+type obHeld struct {
+	items    []obRef
+	attempts int // failed attempts of items[0]
+	until    time.Time
+	bo       *backoff.ExponentialBackOff
+}
+
+// obReplay is the state of one Replay call; only its goroutine uses it.
+type obReplay struct {
+	o       *Outbox
+	deliver func(context.Context, Item) error
+	lim     *rate.Limiter
+	held    map[string]*obHeld
+	nheld   int    // items in all held lists
+	cursor  uint64 // items before it have been delivered, dead or held
+	batch   []obRef
+}
+
+func (rp *obReplay) run(ctx context.Context) error {
+	o := rp.o
 	for {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		// Look up the next durable pending items.
-		o.mu.Lock()
-		if o.closed {
-			o.mu.Unlock()
+		if o.isClosed() {
 			return ErrClosed
 		}
-		durable := o.j.Durable()
-		batch = batch[:0]
-		i := uint64(0)
-		if cursor > o.base {
-			i = cursor - o.base
-		}
-		for ; i < uint64(len(o.live)) && len(batch) < obBatch; i++ {
-			p := o.live[i]
-			if p == 0 {
-				continue
-			}
-			if p >= durable {
-				break
-			}
-			batch = append(batch, ref{o.base + i, p})
-		}
-		pending := o.pending
-		o.mu.Unlock()
-
-		if len(batch) == 0 {
-			if pending == 0 {
-				return o.compact()
-			}
-			// Items are pending but not yet durable: wait for the writer.
-			if err := o.j.Flush(); err != nil {
-				return o.wrapErr(err)
+		// Streams whose retry time has come go first.
+		if name, h := rp.due(); h != nil {
+			if err := rp.retry(ctx, name, h); err != nil {
+				return err
 			}
 			continue
 		}
-		for _, rf := range batch {
-			r, err := o.readAt(rf.pos, rf.seq)
-			if err != nil {
-				if o.isClosed() {
-					return ErrClosed
-				}
+		if len(rp.batch) == 0 {
+			rp.fill()
+		}
+		if len(rp.batch) > 0 {
+			ref := rp.batch[0]
+			rp.batch = rp.batch[1:]
+			rp.cursor = ref.seq + 1
+			if err := rp.next(ctx, ref); err != nil {
 				return err
 			}
-			it := r.item()
-			if err := o.deliverOne(ctx, lim, bo, r, &it, deliver); err != nil {
-				return err
-			}
-			cursor = rf.seq + 1
+			continue
 		}
 		if err := o.compact(); err != nil {
 			return err
 		}
+		pending := o.Pending()
+		switch {
+		case pending == 0:
+			return nil
+		case pending > rp.nheld:
+			// Items are pending but not yet durable: wait for the writer.
+			if err := o.wrapErr(o.j.Flush()); err != nil {
+				return err
+			}
+		default:
+			// Only held streams are left: wait for the first retry time,
+			// or for new items, which other streams may deliver meanwhile.
+			if err := rp.sleep(ctx); err != nil {
+				return err
+			}
+		}
 	}
+}
+
+// fill looks up the next durable pending items from the cursor on.
+func (rp *obReplay) fill() {
+	o := rp.o
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	durable := o.j.Durable()
+	rp.batch = rp.batch[:0]
+	i := uint64(0)
+	if rp.cursor > o.base {
+		i = rp.cursor - o.base
+	}
+	for ; i < uint64(len(o.live)) && len(rp.batch) < obBatch; i++ {
+		p := o.live[i]
+		if p == 0 {
+			continue
+		}
+		if p >= durable {
+			break
+		}
+		rp.batch = append(rp.batch, obRef{o.base + i, p})
+	}
+}
+
+// due returns a held stream whose retry time has come, if any.
+func (rp *obReplay) due() (string, *obHeld) {
+	if len(rp.held) == 0 {
+		return "", nil
+	}
+	now := time.Now()
+	var name string
+	var first *obHeld
+	for n, h := range rp.held {
+		if !h.until.After(now) && (first == nil || h.items[0].seq < first.items[0].seq) {
+			name, first = n, h
+		}
+	}
+	return name, first
+}
+
+// sleep waits until the earliest retry time, a newly durable item, or ctx.
+func (rp *obReplay) sleep(ctx context.Context) error {
+	var until time.Time
+	for _, h := range rp.held {
+		if until.IsZero() || h.until.Before(until) {
+			until = h.until
+		}
+	}
+	t := time.NewTimer(time.Until(until))
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+	case <-rp.o.wake:
+	}
+	return nil
+}
+
+// read reads the pending item at ref.
+func (rp *obReplay) read(ref obRef) (obRecord, error) {
+	r, err := rp.o.readAt(ref.pos, ref.seq)
+	if err != nil && rp.o.isClosed() {
+		return r, ErrClosed
+	}
+	return r, err
+}
+
+// next handles a newly reached item: it joins its stream's held list, or
+// is delivered once.
+func (rp *obReplay) next(ctx context.Context, ref obRef) error {
+	r, err := rp.read(ref)
+	if err != nil {
+		return err
+	}
+	if h := rp.held[r.stream]; h != nil {
+		h.items = append(h.items, ref)
+		rp.nheld++
+		return nil
+	}
+	ok, err := rp.attempt(ctx, r, 1)
+	if err != nil || ok {
+		return err
+	}
+	h := &obHeld{items: []obRef{ref}, attempts: 1, bo: rp.newBackOff()}
+	h.until = time.Now().Add(h.bo.NextBackOff())
+	rp.held[r.stream] = h
+	rp.nheld++
+	return nil
+}
+
+// retry delivers the held items of a stream in order until one fails
+// again or the list is empty.
+func (rp *obReplay) retry(ctx context.Context, name string, h *obHeld) error {
+	for len(h.items) > 0 {
+		r, err := rp.read(h.items[0])
+		if err != nil {
+			return err
+		}
+		ok, err := rp.attempt(ctx, r, h.attempts+1)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			h.attempts++
+			h.until = time.Now().Add(h.bo.NextBackOff())
+			return nil
+		}
+		h.items, h.attempts = h.items[1:], 0
+		h.bo.Reset()
+		rp.nheld--
+	}
+	delete(rp.held, name)
+	return nil
+}
+
+func (rp *obReplay) newBackOff() *backoff.ExponentialBackOff {
+	return backoff.NewExponentialBackOff(
+		backoff.WithInitialInterval(rp.o.opts.RetryInitial),
+		backoff.WithMaxInterval(rp.o.opts.RetryMax),
+		backoff.WithMaxElapsedTime(0),
+		backoff.WithRandomizationFactor(rp.o.jitter),
+		backoff.WithMultiplier(2),
+	)
+}
+
+// attempt makes delivery attempt number n of item r. It reports true when
+// the item is settled (delivered, or moved to the dead letters) and false
+// when it failed and should be retried later. It returns ctx.Err() if ctx
+// is done before or during the attempt, leaving the item pending.
+func (rp *obReplay) attempt(ctx context.Context, r obRecord, n int) (bool, error) {
+	o := rp.o
+	if rp.lim != nil {
+		if err := waitLimiter(ctx, rp.lim); err != nil {
+			return false, err
+		}
+	}
+	it := r.item()
+	it.Attempts = n
+	o.mu.Lock()
+	o.stats.InFlight = 1
+	o.mu.Unlock()
+	err := rp.deliver(ctx, it)
+	o.mu.Lock()
+	o.stats.InFlight = 0
+	o.mu.Unlock()
+	if err == nil {
+		return true, o.finish(obDone, r, "")
+	}
+	if ctx.Err() != nil {
+		// Cancelled mid-delivery: not the item's fault, keep it pending.
+		return false, ctx.Err()
+	}
+	o.mu.Lock()
+	o.stats.Failures++
+	o.stats.LastError = err
+	o.mu.Unlock()
+	if isPermanent(err) || o.opts.MaxAttempts > 0 && n >= o.opts.MaxAttempts {
+		return true, o.finish(obDead, r, err.Error())
+	}
+	return false, nil
 }
 
 func (o *Outbox) isClosed() bool {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	return o.closed
-}
-
-// deliverOne delivers one item until it succeeds or goes to the dead
-// letters, or ctx is done.
-func (o *Outbox) deliverOne(ctx context.Context, lim *rate.Limiter, bo *backoff.ExponentialBackOff,
-	r obRecord, it *Item, deliver func(context.Context, Item) error) error {
-	for attempt := 1; ; attempt++ {
-		if lim != nil {
-			if err := waitLimiter(ctx, lim); err != nil {
-				return err
-			}
-		}
-		it.Attempts = attempt
-		o.mu.Lock()
-		o.stats.InFlight = 1
-		o.mu.Unlock()
-		err := deliver(ctx, *it)
-		o.mu.Lock()
-		o.stats.InFlight = 0
-		o.mu.Unlock()
-		if err == nil {
-			bo.Reset()
-			return o.finish(obDone, r, "")
-		}
-		if ctx.Err() != nil {
-			// Cancelled mid-delivery: not the item's fault, keep it pending.
-			return ctx.Err()
-		}
-		o.mu.Lock()
-		o.stats.Failures++
-		o.stats.LastError = err
-		o.mu.Unlock()
-		if isPermanent(err) || o.opts.MaxAttempts > 0 && attempt >= o.opts.MaxAttempts {
-			bo.Reset()
-			return o.finish(obDead, r, err.Error())
-		}
-		t := time.NewTimer(bo.NextBackOff())
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return ctx.Err()
-		case <-t.C:
-		}
-	}
 }
 
 // waitLimiter waits for the limiter's permission or for ctx, whichever

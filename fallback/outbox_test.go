@@ -547,3 +547,40 @@ func TestOpenOutboxRefusesADirectoryInUse(t *testing.T) {
 	enqueueAll(t, o, item("s", "a"))
 	assert.Equal(t, 1, o.Pending(), "Pending() after reopening")
 }
+
+func TestOutboxReplayHoldsBackOnlyTheFailingStream(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		o := openOutbox(t, t.TempDir(), OutboxOptions{Rate: rate.Inf, RetryInitial: time.Second, RetryMax: time.Second})
+		enqueueAll(t, o, item("x", "x1"), item("y", "y1"), item("x", "x2"), item("y", "y2"))
+		start := time.Now()
+		type delivery struct {
+			Key string
+			At  time.Duration
+		}
+		var got []delivery
+		enqueuedLater := false
+		err := o.Replay(context.Background(), func(_ context.Context, it Item) error {
+			if it.Key == "x1" && it.Attempts < 3 {
+				return errors.New("account x is locked")
+			}
+			got = append(got, delivery{it.Key, time.Since(start)})
+			if it.Key == "y2" && !enqueuedLater {
+				// Items enqueued while x is held back: y3 goes at once,
+				// x3 waits behind x1 and x2.
+				enqueuedLater = true
+				go func() {
+					assert.NoError(t, o.Enqueue(context.Background(), item("x", "x3")))
+					assert.NoError(t, o.Enqueue(context.Background(), item("y", "y3")))
+				}()
+			}
+			return nil
+		})
+		require.NoError(t, err, "Replay")
+		want := []delivery{
+			{"y1", 0}, {"y2", 0}, {"y3", 0},
+			{"x1", 2 * time.Second}, {"x2", 2 * time.Second}, {"x3", 2 * time.Second},
+		}
+		assert.Equal(t, want, got, "deliveries")
+		assert.Equal(t, uint64(2), o.Stats().Failures, "Stats().Failures")
+	})
+}
