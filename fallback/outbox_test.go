@@ -584,3 +584,23 @@ func TestOutboxReplayHoldsBackOnlyTheFailingStream(t *testing.T) {
 		assert.Equal(t, uint64(2), o.Stats().Failures, "Stats().Failures")
 	})
 }
+
+func TestOutboxDefaultOptions(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		o := openOutbox(t, t.TempDir(), OutboxOptions{})
+		assert.Equal(t, OutboxOptions{
+			SegmentSize:  DefaultOutboxSegmentSize,
+			MaxItemSize:  DefaultOutboxMaxItemSize,
+			RetryInitial: DefaultOutboxRetryInitial,
+			RetryMax:     DefaultOutboxRetryMax,
+			Rate:         DefaultOutboxRate,
+			Burst:        1,
+		}, o.opts, "resolved OutboxOptions{}")
+		for i := range 101 {
+			enqueueAll(t, o, item("s", fmt.Sprint(i)))
+		}
+		start := time.Now()
+		drain(t, o)
+		assert.Equal(t, time.Second, time.Since(start), "time to deliver 101 items at the default rate")
+	})
+}
