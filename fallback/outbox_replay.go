@@ -438,7 +438,7 @@ func (o *Outbox) copyDeadLocked(id uint32) ([]uint64, error) {
 		if err != nil {
 			return copied, err
 		}
-		r.typ, r.reason = obDeadCopy, d.reason
+		r.typ, r.old, r.reason = obDeadCopy, 0, d.reason
 		o.scratch = r.appendTo(o.scratch[:0])
 		p, ticket, err := o.j.Append(obDeadCopy, o.scratch)
 		if err != nil {

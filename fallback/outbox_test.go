@@ -604,3 +604,106 @@ func TestOutboxDefaultOptions(t *testing.T) {
 		assert.Equal(t, time.Second, time.Since(start), "time to deliver 101 items at the default rate")
 	})
 }
+
+func TestOutboxUnderConcurrentUse(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		dir := t.TempDir()
+		o := openOutbox(t, dir, OutboxOptions{Rate: rate.Inf, SegmentSize: 4096, RetryInitial: time.Millisecond, RetryMax: time.Millisecond})
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		var mu sync.Mutex
+		delivered := map[string]int{}
+		var wg, producers sync.WaitGroup
+		for p := range 4 {
+			producers.Go(func() {
+				for i := range 150 {
+					assert.NoError(t, o.Enqueue(ctx, Item{Key: fmt.Sprintf("%d-%d", p, i), Stream: fmt.Sprint(p), Payload: make([]byte, 50)}))
+				}
+			})
+		}
+		// Replay keeps running; every 7th attempt fails for good and every
+		// other 7th fails for now.
+		wg.Go(func() {
+			n := 0
+			for ctx.Err() == nil {
+				err := o.Replay(ctx, func(_ context.Context, it Item) error {
+					n++
+					switch n % 7 {
+					case 3:
+						return Permanent(errors.New("rejected"))
+					case 5:
+						return errors.New("try again")
+					}
+					mu.Lock()
+					delivered[it.Key]++
+					mu.Unlock()
+					return nil
+				})
+				if err != nil {
+					assert.ErrorIs(t, err, context.Canceled, "Replay")
+				}
+				time.Sleep(time.Millisecond)
+			}
+		})
+		// An operator keeps requeuing the dead letters.
+		wg.Go(func() {
+			for ctx.Err() == nil {
+				dl, err := o.DeadLetters(ctx)
+				if err != nil {
+					assert.ErrorIs(t, err, context.Canceled, "DeadLetters")
+					return
+				}
+				for _, d := range dl {
+					assert.NoError(t, o.Requeue(d.Item.Key), "Requeue(%s)", d.Item.Key)
+				}
+				_, _, err = o.Oldest()
+				assert.NoError(t, err, "Oldest")
+				time.Sleep(time.Millisecond)
+			}
+		})
+		producers.Wait()
+		for o.Pending() > 0 || o.Stats().Dead > 0 {
+			time.Sleep(10 * time.Millisecond)
+		}
+		cancel()
+		wg.Wait()
+		for p := range 4 {
+			for i := range 150 {
+				key := fmt.Sprintf("%d-%d", p, i)
+				assert.Equal(t, 1, delivered[key], "deliveries of %s", key)
+			}
+		}
+		require.NoError(t, o.Close())
+		o = openOutbox(t, dir, fast)
+		assert.Equal(t, 0, o.Pending(), "Pending() after reopening")
+	})
+}
+
+func TestOutboxCompactionKeepsARequeuedDeadLetter(t *testing.T) {
+	dir := t.TempDir()
+	o := openOutbox(t, dir, OutboxOptions{Rate: rate.Inf, SegmentSize: 4096})
+	reject := func(_ context.Context, it Item) error {
+		if it.Key == "a" {
+			return Permanent(errors.New("rejected"))
+		}
+		return nil
+	}
+	enqueueAll(t, o, item("s", "a"))
+	require.NoError(t, o.Replay(context.Background(), reject), "Replay")
+	require.NoError(t, o.Requeue("a"), "Requeue(a)")
+	// Dead again, now from a requeue record; then enough traffic that its
+	// segment is compacted away and it is copied forward.
+	require.NoError(t, o.Replay(context.Background(), reject), "Replay")
+	for i := range 200 {
+		enqueueAll(t, o, Item{Key: fmt.Sprint(i), Payload: make([]byte, 100)})
+	}
+	require.NoError(t, o.Replay(context.Background(), reject), "Replay")
+	require.NoError(t, o.Close())
+
+	o = openOutbox(t, dir, fast)
+	dl, err := o.DeadLetters(context.Background())
+	require.NoError(t, err, "DeadLetters")
+	require.Len(t, dl, 1, "DeadLetters")
+	assert.Equal(t, "a", dl[0].Item.Key, "dead letter key")
+	assert.Less(t, o.Stats().Segments, 3, "Stats().Segments")
+}
