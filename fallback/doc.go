@@ -130,12 +130,22 @@
 // the primary, so no write overtakes an earlier one. (In ModePrimary,
 // which never falls back, such a write fails with [ErrStreamPending].)
 //
+// To decide that, the step builds the item before the primary is called
+// whenever the outbox holds anything, so the item function must not refuse
+// a write merely because it could not be deferred: an error from it stops
+// the chain for the online write too.
+//
 // [Outbox.Replay] delivers the items once the dependency is back: in order
 // within each stream, removing each only after delivery succeeded (so at
-// least once; the key lets the receiver apply it exactly once), backing off
-// on failure, pacing deliveries so a recovering service is not stampeded,
-// and moving items that fail with [Permanent] to dead letters
-// ([Outbox.DeadLetters], [Outbox.Requeue]) rather than dropping them.
+// least once; the key lets the receiver apply it exactly once), pacing
+// deliveries so a recovering service is not stampeded, and moving items
+// that fail with [retry.Permanent] to dead letters ([Outbox.DeadLetters],
+// [Outbox.Requeue]) rather than dropping them. When a delivery fails, only
+// its stream is held back, with exponential backoff or the longer delay the
+// error asks for (a breaker's RetryAfter, a server's Retry-After); other
+// streams keep flowing. Deliver through the dependency's breaker: while it
+// is open, its rejections wait out its RetryAfter and are not counted as
+// delivery attempts.
 //
 // # Errors
 //
@@ -152,8 +162,11 @@
 //     no record, was changed concurrently, or holds a damaged record.
 //   - [ErrModeUnreadable]: NewSwitch could not read its store and started
 //     in SwitchSettings.Initial.
-//   - [ErrCorrupt], [ErrClosed], [ErrReplayRunning], [ErrNoDeadLetter],
-//     [ErrInvalidItem]: see [Outbox].
+//   - [ErrCorrupt]: an outbox file failed its checksums; the error names
+//     the file and offset, and no data from it is returned.
+//   - [ErrInUse]: another Outbox holds the directory.
+//   - [ErrClosed], [ErrReplayRunning], [ErrNoDeadLetter], [ErrInvalidItem]:
+//     see [Outbox].
 //
 // Every type in the package is safe for concurrent use.
 package fallback

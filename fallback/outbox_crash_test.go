@@ -22,6 +22,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/ringfence/ringfence/internal/journal"
+	"github.com/ringfence/ringfence/retry"
 )
 
 // pendingItems lists the pending items without delivering them, through
@@ -95,7 +96,7 @@ func sampleOutbox(t testing.TB) (string, []string) {
 	_ = o.Replay(ctx, func(_ context.Context, it Item) error {
 		switch n++; {
 		case n == 3:
-			return Permanent(errors.New("rejected"))
+			return retry.Permanent(errors.New("rejected"))
 		case n == 6:
 			cancel()
 			return ctx.Err()

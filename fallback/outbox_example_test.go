@@ -10,6 +10,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/ringfence/ringfence/fallback"
+	"github.com/ringfence/ringfence/retry"
 )
 
 // The outbox accepts writes while a service is down and delivers them, in
@@ -79,7 +80,7 @@ func ExampleOutbox_DeadLetters() {
 	fixed := false
 	deliver := func(ctx context.Context, it fallback.Item) error {
 		if string(it.Payload) == "-1 pears" && !fixed {
-			return fallback.Permanent(errors.New("quantity must be positive"))
+			return retry.Permanent(errors.New("quantity must be positive"))
 		}
 		fmt.Println("delivered", it.Key)
 		return nil

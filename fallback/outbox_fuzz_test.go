@@ -8,6 +8,7 @@ import (
 	"slices"
 	"testing"
 
+	"github.com/ringfence/ringfence/retry"
 	"github.com/stretchr/testify/require"
 	"golang.org/x/time/rate"
 )
@@ -80,7 +81,7 @@ func FuzzOutboxOperations(f *testing.F) {
 					if arg>>(4+calls%4)&1 == 1 {
 						m.dead = append(m.dead, it.Key)
 						m.deadSeq[it.Key] = m.seqOf[it.Key]
-						return Permanent(errors.New("rejected"))
+						return retry.Permanent(errors.New("rejected"))
 					}
 					return nil
 				})

@@ -8,38 +8,15 @@ import (
 	"github.com/cenkalti/backoff/v4"
 	"golang.org/x/time/rate"
 
+	"github.com/ringfence/ringfence/breaker"
 	"github.com/ringfence/ringfence/internal/journal"
+	"github.com/ringfence/ringfence/retry"
 )
 
 // obBatch is how many pending items Replay looks up at a time. Their
 // records are read from disk one by one as they are delivered, so memory
 // holds at most one payload.
 const obBatch = 256
-
-// Permanent wraps err to tell [Outbox.Replay] that the item will never be
-// delivered, so it goes to the dead letters at once instead of being
-// retried. It is transparent to errors.Is and errors.As. Permanent(nil) is
-// nil.
-//
-// Errors made with backoff.Permanent from github.com/cenkalti/backoff/v4
-// are treated the same way.
-func Permanent(err error) error {
-	if err == nil {
-		return nil
-	}
-	return &permanentError{err: err}
-}
-
-type permanentError struct{ err error }
-
-func (e *permanentError) Error() string { return e.err.Error() }
-func (e *permanentError) Unwrap() error { return e.err }
-
-func isPermanent(err error) bool {
-	var p *permanentError
-	var bp *backoff.PermanentError
-	return errors.As(err, &p) || errors.As(err, &bp)
-}
 
 // Replay delivers the pending items by calling deliver once per item on
 // the calling goroutine, and returns nil when nothing is pending any more,
@@ -53,10 +30,14 @@ func isPermanent(err error) bool {
 //
 // When deliver fails, the item's stream is held back: its item is retried
 // after a wait (exponential backoff per stream: RetryInitial, doubling up
-// to RetryMax, each wait randomized by ±50%), and its later items wait
+// to RetryMax, each wait randomized by ±50%, or longer when deliver's error
+// asks for it through a RetryAfter method, as a *breaker.OpenError and a
+// *retry.StatusError do), and its later items wait
 // behind it, so a stream is never reordered; items of other streams keep
-// flowing meanwhile. An item whose error is wrapped with [Permanent], or
-// that has failed OutboxOptions.MaxAttempts times, is moved to the dead
+// flowing meanwhile. An item whose error is wrapped with [retry.Permanent], or
+// that has failed OutboxOptions.MaxAttempts times (rejections by a local
+// breaker, errors matching breaker.ErrOpen, are not counted: the item
+// never reached the receiver), is moved to the dead
 // letters (see [Outbox.DeadLetters] and [Outbox.Requeue]) and its stream
 // goes on. Every attempt is paced by OutboxOptions.Rate and Burst. While
 // streams are held back, Replay keeps a small record (16 bytes) per item
@@ -235,12 +216,12 @@ func (rp *obReplay) next(ctx context.Context, ref obRef) error {
 		rp.nheld++
 		return nil
 	}
-	ok, err := rp.attempt(ctx, r, 1)
+	ok, fail, err := rp.attempt(ctx, r, 1)
 	if err != nil || ok {
 		return err
 	}
-	h := &obHeld{items: []obRef{ref}, attempts: 1, bo: rp.newBackOff()}
-	h.until = time.Now().Add(h.bo.NextBackOff())
+	h := &obHeld{items: []obRef{ref}, bo: rp.newBackOff()}
+	h.failed(fail)
 	rp.held[r.stream] = h
 	rp.nheld++
 	return nil
@@ -254,13 +235,12 @@ func (rp *obReplay) retry(ctx context.Context, name string, h *obHeld) error {
 		if err != nil {
 			return err
 		}
-		ok, err := rp.attempt(ctx, r, h.attempts+1)
+		ok, fail, err := rp.attempt(ctx, r, h.attempts+1)
 		if err != nil {
 			return err
 		}
 		if !ok {
-			h.attempts++
-			h.until = time.Now().Add(h.bo.NextBackOff())
+			h.failed(fail)
 			return nil
 		}
 		h.items, h.attempts = h.items[1:], 0
@@ -269,6 +249,24 @@ func (rp *obReplay) retry(ctx context.Context, name string, h *obHeld) error {
 	}
 	delete(rp.held, name)
 	return nil
+}
+
+// failed records a failed delivery of the stream's first item and sets
+// when it is tried again: after the next backoff interval, or later if the
+// error asks for a longer delay through a RetryAfter method (a breaker's
+// *breaker.OpenError, a server's Retry-After in a *retry.StatusError).
+// A rejection by a local circuit breaker (breaker.ErrOpen) never reached
+// the receiver, so it does not count against OutboxOptions.MaxAttempts.
+func (h *obHeld) failed(fail error) {
+	if !errors.Is(fail, breaker.ErrOpen) {
+		h.attempts++
+	}
+	wait := h.bo.NextBackOff()
+	var ra interface{ RetryAfter() time.Duration }
+	if errors.As(fail, &ra) {
+		wait = max(wait, ra.RetryAfter())
+	}
+	h.until = time.Now().Add(wait)
 }
 
 func (rp *obReplay) newBackOff() *backoff.ExponentialBackOff {
@@ -282,14 +280,15 @@ func (rp *obReplay) newBackOff() *backoff.ExponentialBackOff {
 }
 
 // attempt makes delivery attempt number n of item r. It reports true when
-// the item is settled (delivered, or moved to the dead letters) and false
-// when it failed and should be retried later. It returns ctx.Err() if ctx
-// is done before or during the attempt, leaving the item pending.
-func (rp *obReplay) attempt(ctx context.Context, r obRecord, n int) (bool, error) {
+// the item is settled (delivered, or moved to the dead letters) and false,
+// with deliver's error, when it failed and should be retried later. It
+// returns ctx.Err() if ctx is done before or during the attempt, leaving
+// the item pending.
+func (rp *obReplay) attempt(ctx context.Context, r obRecord, n int) (settled bool, fail, err error) {
 	o := rp.o
 	if rp.lim != nil {
 		if err := waitLimiter(ctx, rp.lim); err != nil {
-			return false, err
+			return false, nil, err
 		}
 	}
 	it := r.item()
@@ -297,25 +296,26 @@ func (rp *obReplay) attempt(ctx context.Context, r obRecord, n int) (bool, error
 	o.mu.Lock()
 	o.stats.InFlight = 1
 	o.mu.Unlock()
-	err := rp.deliver(ctx, it)
+	err = rp.deliver(ctx, it)
 	o.mu.Lock()
 	o.stats.InFlight = 0
 	o.mu.Unlock()
 	if err == nil {
-		return true, o.finish(obDone, r, "")
+		return true, nil, o.finish(obDone, r, "")
 	}
 	if ctx.Err() != nil {
 		// Cancelled mid-delivery: not the item's fault, keep it pending.
-		return false, ctx.Err()
+		return false, nil, ctx.Err()
 	}
 	o.mu.Lock()
 	o.stats.Failures++
 	o.stats.LastError = err
 	o.mu.Unlock()
-	if isPermanent(err) || o.opts.MaxAttempts > 0 && n >= o.opts.MaxAttempts {
-		return true, o.finish(obDead, r, err.Error())
+	local := errors.Is(err, breaker.ErrOpen)
+	if retry.IsPermanent(err) || !local && o.opts.MaxAttempts > 0 && n >= o.opts.MaxAttempts {
+		return true, nil, o.finish(obDead, r, err.Error())
 	}
-	return false, nil
+	return false, err, nil
 }
 
 func (o *Outbox) isClosed() bool {

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
+	"github.com/ringfence/ringfence/breaker"
+	"github.com/ringfence/ringfence/retry"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"golang.org/x/time/rate"
@@ -215,7 +217,7 @@ func TestOutboxReopenKeepsEverything(t *testing.T) {
 		case n <= 50:
 			return nil
 		case n == 51:
-			return Permanent(errors.New("rejected"))
+			return retry.Permanent(errors.New("rejected"))
 		}
 		cancel()
 		return errors.New("unavailable")
@@ -258,6 +260,73 @@ func TestOutboxReplayRetriesAFailingItemWithBackoff(t *testing.T) {
 		assert.Equal(t, uint64(4), s.Failures, "Stats().Failures")
 		assert.Equal(t, uint64(2), s.Delivered, "Stats().Delivered")
 		require.ErrorIs(t, s.LastError, errDown, "Stats().LastError")
+	})
+}
+
+// delayError is a delivery failure that asks for a delay, as a server's
+// Retry-After or an open breaker does.
+type delayError time.Duration
+
+func (e delayError) Error() string             { return "retry later" }
+func (e delayError) RetryAfter() time.Duration { return time.Duration(e) }
+
+func TestOutboxReplayWaitsAtLeastTheDelayAnErrorAsksFor(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		o := openOutbox(t, t.TempDir(), OutboxOptions{Rate: rate.Inf, RetryInitial: time.Second, RetryMax: 4 * time.Second})
+		enqueueAll(t, o, item("s", "a"))
+		start := time.Now()
+		var at []time.Duration
+		err := o.Replay(context.Background(), func(_ context.Context, it Item) error {
+			at = append(at, time.Since(start))
+			switch it.Attempts {
+			case 1:
+				return delayError(30 * time.Second) // longer than the backoff: honoured
+			case 2:
+				return delayError(time.Millisecond) // shorter than the backoff: the backoff wins
+			}
+			return nil
+		})
+		require.NoError(t, err, "Replay")
+		want := []time.Duration{0, 30 * time.Second, 32 * time.Second}
+		assert.Equal(t, want, at, "attempt times")
+	})
+}
+
+func TestOutboxReplayDoesNotCountABreakersRejectionsAsAttempts(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		// The receiver sits behind a breaker that an operator forced open:
+		// its rejections never reach the receiver, so they must not use up
+		// the item's attempts and send it to the dead letters.
+		br, err := breaker.New(breaker.Settings{Name: "receiver", OpenTimeout: 10 * time.Second})
+		require.NoError(t, err)
+		br.ForceOpen("maintenance")
+		o := openOutbox(t, t.TempDir(), OutboxOptions{Rate: rate.Inf, RetryInitial: time.Second, RetryMax: 4 * time.Second, MaxAttempts: 2})
+		enqueueAll(t, o, item("s", "a"))
+		start := time.Now()
+		rejected := 0
+		var delivered []string
+		err = o.Replay(context.Background(), func(ctx context.Context, it Item) error {
+			if rejected == 5 {
+				br.Release()
+			}
+			_, err := breaker.Do(ctx, br, func(context.Context) (struct{}, error) {
+				delivered = append(delivered, fmt.Sprintf("%s@%d", it.Key, it.Attempts))
+				return struct{}{}, nil
+			})
+			if errors.Is(err, breaker.ErrOpen) {
+				rejected++
+			}
+			return err
+		})
+		require.NoError(t, err, "Replay")
+		assert.Equal(t, []string{"a@1"}, delivered, "deliveries that reached the receiver")
+		assert.Equal(t, 5, rejected, "rejections by the breaker")
+		// Each rejection waits the breaker's RetryAfter (its OpenTimeout
+		// while forced open), not the shorter backoff.
+		assert.Equal(t, 50*time.Second, time.Since(start), "time until delivery")
+		dead, err := o.DeadLetters(context.Background())
+		require.NoError(t, err, "DeadLetters")
+		assert.Empty(t, dead, "dead letters")
 	})
 }
 
@@ -365,7 +434,7 @@ func TestOutboxDeadLetters(t *testing.T) {
 		opts OutboxOptions
 		fail error
 	}{
-		{"a Permanent error", fast, Permanent(errors.New("rejected"))},
+		{"a Permanent error", fast, retry.Permanent(errors.New("rejected"))},
 		{"a backoff.Permanent error", fast, backoff.Permanent(errors.New("rejected"))},
 		{"MaxAttempts failures", OutboxOptions{Rate: rate.Inf, MaxAttempts: 3}, errors.New("rejected")},
 	}
@@ -465,7 +534,7 @@ func TestOutboxCompactionDeletesDeliveredSegments(t *testing.T) {
 	require.Greater(t, before.Segments, 10, "segments after 500 items of 100 bytes")
 	err := o.Replay(context.Background(), func(_ context.Context, it Item) error {
 		if it.Key == "k007" || it.Key == "k123" {
-			return Permanent(errors.New("rejected"))
+			return retry.Permanent(errors.New("rejected"))
 		}
 		return nil
 	})
@@ -630,7 +699,7 @@ func TestOutboxUnderConcurrentUse(t *testing.T) {
 					n++
 					switch n % 7 {
 					case 3:
-						return Permanent(errors.New("rejected"))
+						return retry.Permanent(errors.New("rejected"))
 					case 5:
 						return errors.New("try again")
 					}
@@ -684,7 +753,7 @@ func TestOutboxCompactionKeepsARequeuedDeadLetter(t *testing.T) {
 	o := openOutbox(t, dir, OutboxOptions{Rate: rate.Inf, SegmentSize: 4096})
 	reject := func(_ context.Context, it Item) error {
 		if it.Key == "a" {
-			return Permanent(errors.New("rejected"))
+			return retry.Permanent(errors.New("rejected"))
 		}
 		return nil
 	}

@@ -68,6 +68,13 @@ type permanentError struct{ err error }
 func (e *permanentError) Error() string { return e.err.Error() }
 func (e *permanentError) Unwrap() error { return e.err }
 
+// IsPermanent reports whether err, or an error it wraps, was made by
+// Permanent (or by backoff.Permanent from github.com/cenkalti/backoff/v4):
+// a failure that trying again cannot mend. Other packages that retry on
+// their own schedule, such as fallback's outbox replay, use it to honour
+// the same marker.
+func IsPermanent(err error) bool { return isPermanent(err) }
+
 func isPermanent(err error) bool {
 	var p *permanentError
 	if errors.As(err, &p) {

@@ -260,6 +260,27 @@ func TestPermanentIsTransparent(t *testing.T) {
 	assert.Equal(t, "busy", err.Error(), "Permanent(err).Error()")
 }
 
+func TestIsPermanent(t *testing.T) {
+	tests := []struct {
+		name string
+		err  error
+		want bool
+	}{
+		{"nil", nil, false},
+		{"a plain error", errBoom, false},
+		{"Permanent", retry.Permanent(errBoom), true},
+		{"Permanent wrapped again", fmt.Errorf("deliver: %w", retry.Permanent(errBoom)), true},
+		{"backoff.Permanent", backoff.Permanent(errBoom), true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := retry.IsPermanent(tt.err); got != tt.want {
+				t.Errorf("IsPermanent(%v) = %v, want %v", tt.err, got, tt.want)
+			}
+		})
+	}
+}
+
 func TestDoReportsRetriesToOnRetry(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		var attempts []int

@@ -419,13 +419,13 @@ func recoverDesk(ctx context.Context, tl *timeline, sw *fallback.Switch, outbox 
 	err := outbox.Replay(ctx, func(ctx context.Context, it fallback.Item) error {
 		var p BoardingPass
 		if err := json.Unmarshal(it.Payload, &p); err != nil {
-			return fallback.Permanent(err) // it will never parse: keep it as a dead letter
+			return retry.Permanent(err) // it will never parse: keep it as a dead letter
 		}
 		_, err := breaker.Do(ctx, br, func(ctx context.Context) (BoardingPass, error) {
 			return client.StorePass(ctx, p)
 		})
 		if errors.Is(err, errBadRequest) {
-			return fallback.Permanent(err)
+			return retry.Permanent(err)
 		}
 		if err == nil {
 			sum.Replayed++

@@ -277,7 +277,7 @@ func replay(ctx context.Context, tl *timeline, outbox *fallback.Outbox, br *brea
 	err := outbox.Replay(ctx, func(ctx context.Context, it fallback.Item) error {
 		var p Payment
 		if err := json.Unmarshal(it.Payload, &p); err != nil {
-			return fallback.Permanent(err) // never deliverable: keep it as a dead letter
+			return retry.Permanent(err) // never deliverable: keep it as a dead letter
 		}
 		_, err := breaker.Do(ctx, br, func(ctx context.Context) (Receipt, error) {
 			return client.Charge(ctx, p)
@@ -286,7 +286,7 @@ func replay(ctx context.Context, tl *timeline, outbox *fallback.Outbox, br *brea
 		case err == nil:
 			sum.Replayed++
 		case errors.Is(err, errRejected):
-			return fallback.Permanent(err)
+			return retry.Permanent(err)
 		case !errors.Is(err, breaker.ErrOpen):
 			// The processor failed this delivery; the outbox will send
 			// the same payment, with the same key, again. (Rejections
