@@ -113,6 +113,7 @@ type gbMove struct{ from, to gobreaker.State }
 type change struct {
 	from, to State
 	reason   string
+	at       time.Time
 }
 
 // rampState is one ramp after closing.
@@ -460,7 +461,7 @@ func (b *Breaker) setMode(mode uint64, s State, reason string) {
 		b.timer = nil
 	}
 	if from != s {
-		b.queue = append(b.queue, change{from, s, reason})
+		b.queue = append(b.queue, change{from, s, reason, b.since})
 	}
 }
 
@@ -589,6 +590,9 @@ func (b *Breaker) deliver(c change) {
 	}
 	if f := b.s.OnStateChange; f != nil {
 		f(b.s.Name, c.from, c.to)
+	}
+	if f := b.s.OnChange; f != nil {
+		f(Change{Name: b.s.Name, From: c.from, To: c.to, Reason: c.reason, At: c.at})
 	}
 	done = true
 }

@@ -80,13 +80,15 @@
 // [Breaker.ForceOpen] rejects every call (so fallbacks take over),
 // [Breaker.ForceClose] lets every call through while still counting, and
 // [Breaker.Release] returns to automatic control in a fresh Closed state.
-// The reasons given show in [Breaker.Snapshot] and in the log.
+// The reasons given reach Settings.OnChange and the log, and show in
+// [Breaker.Snapshot].
 //
 // # Callbacks and logs
 //
-// Settings.OnStateChange is called after each state change, and
-// Settings.Logger, if set, logs each change with its reason (Warn when the
-// breaker opens). Neither is ever called while the breaker holds a lock,
+// Settings.OnStateChange is called after each state change,
+// Settings.OnChange receives each change as a [Change] with its reason and
+// time, and Settings.Logger, if set, logs each change with its reason (Warn
+// when the breaker opens). None is ever called while the breaker holds a lock,
 // so a callback may read or even call through the breaker. Changes are
 // delivered one at a time, in order, on the goroutine of the call that
 // caused them or of one already delivering earlier changes; a call that

@@ -79,8 +79,17 @@ type Settings struct {
 	// breaker. Calls are made one at a time and in the order of the
 	// changes, on the goroutine whose call caused the change (or on one
 	// that was already delivering earlier changes). The reason for a
-	// change is in [Breaker.Snapshot] and in the log.
+	// change is passed to OnChange and logged; [Breaker.Snapshot] shows it
+	// too, but by the time the callback runs a later change may have
+	// replaced it there.
 	OnStateChange func(name string, from, to State)
+
+	// OnChange, if set, is called after every state change with a [Change]
+	// that carries the reason and the time of the change. It is delivered
+	// like OnStateChange: never while the breaker holds a lock, one change
+	// at a time, in order, right after OnStateChange for the same change.
+	// Default nil.
+	OnChange func(Change)
 
 	// Logger, if set, receives one record per state change: Warn when the
 	// breaker opens (automatically or by force), Info otherwise, with the

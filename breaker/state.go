@@ -1,6 +1,9 @@
 package breaker
 
-import "strconv"
+import (
+	"strconv"
+	"time"
+)
 
 // State is where a breaker is in its cycle. The zero value is Closed.
 type State uint8
@@ -40,4 +43,20 @@ func (s State) String() string {
 	default:
 		return "state(" + strconv.Itoa(int(s)) + ")"
 	}
+}
+
+// Change describes one state change of a breaker, as passed to
+// Settings.OnChange. Unlike [Breaker.Snapshot], which shows only the latest
+// change, a Change keeps the reason of the change it reports.
+type Change struct {
+	// Name is the breaker's name.
+	Name string
+	// From and To are the states before and after the change.
+	From, To State
+	// Reason says why the change happened, in the words of
+	// [Snapshot].Reason, such as "5 consecutive failures" or
+	// "forced open: " and the operator's reason.
+	Reason string
+	// At is when the change happened (the Since of the new state).
+	At time.Time
 }
