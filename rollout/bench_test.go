@@ -116,13 +116,17 @@ func BenchmarkEvaluate(b *testing.B) {
 	if err := r.Start(context.Background()); err != nil {
 		b.Fatal(err)
 	}
+	// Spread the counts over every shard, as many busy goroutines would.
 	s := r.stats.Load()
+	shards := uint64(len(s.shards))
 	for v, n := range [2]uint64{1_000_000, 10_000} {
-		c := &s.v[v]
-		c.samples.Store(n)
-		c.errors.Store(n / 100)
-		for i := range histBuckets / 2 {
-			c.hist[i+20].Store(n / histBuckets * 2)
+		for i := range s.shards {
+			c := &s.shards[i].v[v]
+			c.samples.Store(n / shards)
+			c.errors.Store(n / 100 / shards)
+			for j := range histBuckets / 2 {
+				c.hist[j+20].Store(n / histBuckets * 2 / shards)
+			}
 		}
 	}
 	b.ReportAllocs()

@@ -118,7 +118,7 @@ func (r *Rollout) Status() Status {
 // verdictLocked judges the current stage's observations. r.mu must be held.
 func (r *Rollout) verdictLocked() Verdict {
 	s := r.stats.Load()
-	return r.p.judge(r.p.stages[r.stage], s.v[Baseline].read(), s.v[Canary].read())
+	return r.p.judge(r.p.stages[r.stage], s.read(Baseline), s.read(Canary))
 }
 
 // Evaluate runs the judge once over the current stage and acts on its

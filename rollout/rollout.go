@@ -155,7 +155,7 @@ func New(p Plan) (*Rollout, error) {
 		return nil, err
 	}
 	r := &Rollout{p: cp}
-	r.stats.Store(new(stats))
+	r.stats.Store(newStats())
 	return r, nil
 }
 
@@ -315,11 +315,9 @@ func (r *Rollout) restore(rec Record, ver uint64) error {
 	if r.state == Running {
 		r.runningSince = now
 	}
-	s := new(stats)
-	s.v[Baseline].samples.Store(rec.Baseline.Samples)
-	s.v[Baseline].errors.Store(rec.Baseline.Errors)
-	s.v[Canary].samples.Store(rec.Canary.Samples)
-	s.v[Canary].errors.Store(rec.Canary.Errors)
+	s := newStats()
+	s.add(Baseline, rec.Baseline.Samples, rec.Baseline.Errors)
+	s.add(Canary, rec.Canary.Samples, rec.Canary.Errors)
 	r.stats.Store(s)
 	r.setRoute()
 	r.record(Event{Time: now, Rollout: r.p.Name, From: rec.State, To: rec.State, Stage: r.stage,
@@ -408,7 +406,7 @@ func (r *Rollout) transition(now time.Time, to State, stage int, reason string, 
 		r.runningSince = now
 	}
 	if newStage {
-		r.stats.Store(new(stats))
+		r.stats.Store(newStats())
 	}
 	r.record(Event{Time: now, Rollout: r.p.Name, From: from, To: to, Stage: stage,
 		Percent: r.percent(), Reason: reason, Verdict: v})
@@ -461,13 +459,15 @@ func (r *Rollout) deliver() {
 // snapshotRecord returns the durable state at now. r.mu must be held.
 func (r *Rollout) snapshotRecord(now time.Time) Record {
 	s := r.stats.Load()
+	var base, canary Counts
+	base.Samples, base.Errors = s.counts(Baseline)
+	canary.Samples, canary.Errors = s.counts(Canary)
 	return Record{
 		Name: r.p.Name, Salt: r.p.Salt, Stages: len(r.p.stages), Stage: r.stage,
 		Percent: r.p.stages[r.stage].Percent, State: r.state, Reason: r.reason,
 		Elapsed: r.elapsedAt(now), DeadlineFrom: r.deadlineFrom,
-		Baseline: Counts{s.v[Baseline].samples.Load(), s.v[Baseline].errors.Load()},
-		Canary:   Counts{s.v[Canary].samples.Load(), s.v[Canary].errors.Load()},
-		Saved:    now,
+		Baseline: base, Canary: canary,
+		Saved: now,
 	}
 }
 

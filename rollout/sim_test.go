@@ -42,9 +42,7 @@ func binomial(rng *rand.Rand, n int, p float64) int {
 
 // feed adds samples and errors of variant v to the current stage.
 func feed(r *Rollout, v Variant, samples, errors int) {
-	c := &r.stats.Load().v[v]
-	c.samples.Add(uint64(samples))
-	c.errors.Add(uint64(errors))
+	r.stats.Load().add(v, uint64(samples), uint64(errors))
 }
 
 type simulation struct {

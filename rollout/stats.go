@@ -2,8 +2,10 @@ package rollout
 
 import (
 	"math/bits"
+	"runtime"
 	"sync/atomic"
 	"time"
+	"unsafe"
 )
 
 // histBuckets is the number of latency buckets: four per power of two from
@@ -41,27 +43,84 @@ func histUpper(i int) time.Duration {
 	return time.Duration((5+sub)<<(b-3) - 1)
 }
 
-// counts is one variant's counters for one stage. It fills whole cache
-// lines so the two variants do not share one.
+// cacheLine is the assumed size of a cache line.
+const cacheLine = 64
+
+// counts is one variant's counters in one shard. Its size is a whole
+// number of cache lines, so neighbouring counts never share one.
 type counts struct {
 	samples atomic.Uint64
 	errors  atomic.Uint64
-	_       [48]byte
+	_       [cacheLine - 16]byte
 	hist    [histBuckets]atomic.Uint64
+	_       [(cacheLine - histBuckets*8%cacheLine) % cacheLine]byte
 }
 
-// stats are the counters of one stage; a new stage gets a new stats.
-type stats struct {
+// shard is one stripe of a stage's counters, both variants.
+type shard struct {
 	v [2]counts
 }
 
+// stats are the counters of one stage; a new stage gets a new stats. The
+// counters are striped over shards, and each goroutine adds to the shard
+// picked by the address of its stack, so goroutines on different
+// processors rarely write the same cache line. Readers sum the shards.
+type stats struct {
+	shards []shard // len is a power of two
+	shift  uint    // 64 - log2(len(shards)), for picking a shard
+}
+
+// newStats returns zeroed stats with a shard count fitted to GOMAXPROCS.
+func newStats() *stats {
+	n := shardCount(runtime.GOMAXPROCS(0))
+	return &stats{shards: make([]shard, n), shift: uint(64 - bits.TrailingZeros(uint(n)))}
+}
+
+// shardCount picks how many shards a stage's counters get for procs
+// processors: enough that two busy goroutines rarely share one, few enough
+// that a reader summing them stays cheap, and a power of two so a shard is
+// picked with a shift.
+func shardCount(procs int) int {
+	n := min(max(8*procs, 8), 32)
+	return 1 << bits.Len(uint(n-1))
+}
+
+// pick returns the shard for the calling goroutine. Goroutine stacks are
+// at least 2KiB apart, so the address of a local variable, hashed, spreads
+// goroutines over the shards and stays the same for one goroutine (until
+// its stack moves, which only costs a shared cache line for a while).
+func (s *stats) pick() *shard {
+	var marker byte
+	addr := uint64(uintptr(unsafe.Pointer(&marker)))
+	return &s.shards[(addr>>9)*0x9e3779b97f4a7c15>>s.shift]
+}
+
 func (s *stats) observe(v Variant, failed bool, latency time.Duration) {
-	c := &s.v[v&1]
+	c := &s.pick().v[v&1]
 	c.samples.Add(1)
 	if failed {
 		c.errors.Add(1)
 	}
 	c.hist[histIndex(latency)].Add(1)
+}
+
+// add adds samples and errors of variant v without latencies, as when a
+// stored record is resumed.
+func (s *stats) add(v Variant, samples, errors uint64) {
+	c := &s.shards[0].v[v&1]
+	c.samples.Add(samples)
+	c.errors.Add(errors)
+}
+
+// counts returns the samples and errors of variant v summed over the
+// shards.
+func (s *stats) counts(v Variant) (samples, errors uint64) {
+	for i := range s.shards {
+		c := &s.shards[i].v[v&1]
+		samples += c.samples.Load()
+		errors += c.errors.Load()
+	}
+	return samples, errors
 }
 
 // snapshot is a point-in-time reading of one variant's counters.
@@ -70,16 +129,25 @@ type snapshot struct {
 	p99             time.Duration
 }
 
-func (c *counts) read() snapshot {
-	s := snapshot{samples: c.samples.Load(), errors: c.errors.Load()}
+// read returns variant v's counters summed over the shards. It is not an
+// atomic snapshot: observations that race with it may be counted in some
+// figures and not yet in others.
+func (s *stats) read(v Variant) snapshot {
+	var out snapshot
+	out.samples, out.errors = s.counts(v)
 	var hist [histBuckets]uint64
 	var total uint64
-	for i := range hist {
-		hist[i] = c.hist[i].Load()
-		total += hist[i]
+	for i := range s.shards {
+		c := &s.shards[i].v[v&1]
+		for j := range hist {
+			hist[j] += c.hist[j].Load()
+		}
+	}
+	for _, n := range hist {
+		total += n
 	}
 	if total == 0 {
-		return s
+		return out
 	}
 	// The p99 is the upper bound of the bucket holding the observation of
 	// rank ceil(0.99*total).
@@ -88,9 +156,9 @@ func (c *counts) read() snapshot {
 	for i, n := range hist {
 		cum += n
 		if cum >= rank {
-			s.p99 = histUpper(i)
+			out.p99 = histUpper(i)
 			break
 		}
 	}
-	return s
+	return out
 }

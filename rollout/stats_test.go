@@ -2,8 +2,10 @@ package rollout
 
 import (
 	"errors"
+	"sync"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/stretchr/testify/assert"
 )
@@ -27,11 +29,11 @@ func TestHistogramBucketsCoverEveryLatency(t *testing.T) {
 }
 
 func TestP99IsWithinABucketOfTheTruth(t *testing.T) {
-	var s stats
+	s := newStats()
 	for i := 1; i <= 1000; i++ {
 		s.observe(Canary, false, time.Duration(i)*time.Millisecond)
 	}
-	p99 := s.v[Canary].read().p99
+	p99 := s.read(Canary).p99
 	// The true p99 is 990ms; buckets are at most 25% wide.
 	if p99 < 990*time.Millisecond || p99 > 1250*time.Millisecond {
 		t.Errorf("p99 = %v, want in [990ms, 1.25s]", p99)
@@ -47,4 +49,54 @@ func TestObserveAllocatesNothing(t *testing.T) {
 	r.Observe(Variant(7), nil, 0)
 	v := r.Status().Verdict
 	assert.Equal(t, uint64(101), v.Canary.Samples+v.Baseline.Samples, "samples; an unknown variant is ignored")
+}
+
+func TestObserveCountsExactlyFromManyGoroutines(t *testing.T) {
+	r := rolloutAt(t, Plan{}, 10_000)
+	const goroutines, calls = 16, 1000
+	var wg sync.WaitGroup
+	for g := range goroutines {
+		wg.Go(func() {
+			for i := range calls {
+				var err error
+				if i%10 == 0 {
+					err = errors.New("boom")
+				}
+				r.Observe(Variant(g&1), err, time.Duration(i)*time.Millisecond)
+			}
+		})
+	}
+	wg.Wait()
+	v := r.Status().Verdict
+	for _, c := range []struct {
+		name      string
+		got, want uint64
+	}{
+		{"baseline samples", v.Baseline.Samples, goroutines / 2 * calls},
+		{"baseline errors", v.Baseline.Errors, goroutines / 2 * calls / 10},
+		{"canary samples", v.Canary.Samples, goroutines / 2 * calls},
+		{"canary errors", v.Canary.Errors, goroutines / 2 * calls / 10},
+	} {
+		assert.Equal(t, c.want, c.got, "Status().Verdict %s after concurrent Observe", c.name)
+	}
+	s := r.stats.Load()
+	var hist uint64
+	for i := range s.shards {
+		for j := range histBuckets {
+			hist += s.shards[i].v[Canary].hist[j].Load()
+		}
+	}
+	assert.Equal(t, uint64(goroutines/2*calls), hist, "canary latencies in the histogram")
+}
+
+func TestShardsFillWholeCacheLines(t *testing.T) {
+	if size := unsafe.Sizeof(counts{}); size%cacheLine != 0 {
+		t.Errorf("Sizeof(counts{}) = %d, want a multiple of %d", size, cacheLine)
+	}
+	for _, procs := range []int{1, 2, 3, 4, 8, 64, 1024} {
+		n := shardCount(procs)
+		if n < 1 || n&(n-1) != 0 || n > 32 {
+			t.Errorf("shardCount(%d) = %d, want a power of two in [1, 32]", procs, n)
+		}
+	}
 }
