@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"time"
 
@@ -244,7 +245,7 @@ func (l *loop) next(ctx context.Context, attempt int, err error) (wait time.Dura
 	if ra, has := requestedDelay(err); has {
 		// A delay longer than the remaining retries would wait in total is
 		// not worth waiting for: the caller would be better served now.
-		if ra > time.Duration(left)*p.maxInterval() {
+		if longerThan(ra, left, p.maxInterval()) {
 			return 0, nil, false
 		}
 		wait = max(wait, ra)
@@ -266,6 +267,15 @@ func (l *loop) next(ctx context.Context, attempt int, err error) (wait time.Dura
 		return 0, ErrThrottled, false
 	}
 	return wait, nil, true
+}
+
+// longerThan reports whether d is longer than n waits of each, where n and
+// each are positive; a product too large for a Duration is longer than any d.
+func longerThan(d time.Duration, n int, each time.Duration) bool {
+	if time.Duration(n) > math.MaxInt64/each {
+		return false
+	}
+	return d > time.Duration(n)*each
 }
 
 // sleep waits for d or until ctx is done, whichever comes first, and returns
