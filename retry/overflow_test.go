@@ -2,6 +2,7 @@ package retry_test
 
 import (
 	"context"
+	"math"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -23,4 +24,37 @@ func TestDoHonoursRetryAfterWithVeryManyAttempts(t *testing.T) {
 		assert.Equal(t, 2, *calls, "calls of fn")
 		assert.Equal(t, time.Second, time.Since(start), "time spent in Do")
 	})
+}
+
+// A wait at or near the largest Duration must stay there, not wrap around
+// to no wait at all.
+func TestDoWaitDoesNotOverflow(t *testing.T) {
+	tests := []struct {
+		name string
+		r    float64
+	}{
+		{"without jitter", 0.5},
+		{"with jitter upwards", 0.99},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			var waits []time.Duration
+			p := retry.Policy{
+				MaxAttempts:     2,
+				InitialInterval: math.MaxInt64,
+				MaxInterval:     math.MaxInt64,
+				Rand:            fixed(tt.r),
+				OnRetry: func(_ int, _ error, wait time.Duration) {
+					waits = append(waits, wait)
+					cancel() // do not actually wait
+				},
+			}
+			fn, _ := failing(1, errBoom)
+			_, err := retry.Do(ctx, p, fn)
+			require.ErrorIs(t, err, context.Canceled)
+			assert.Equal(t, []time.Duration{math.MaxInt64}, waits, "waits passed to OnRetry")
+		})
+	}
 }

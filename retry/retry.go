@@ -221,8 +221,17 @@ func (l *loop) backoff() time.Duration {
 		r = rand.Float64()
 	}
 	r = min(max(r, 0), 1)
-	d := time.Duration(float64(interval) * (1 + j*(2*r-1)))
-	return min(max(d, 0), l.p.maxInterval())
+	limit := l.p.maxInterval()
+	// Compare as floats: a wait near the largest Duration would wrap
+	// around when converted back.
+	switch d := float64(interval) * (1 + j*(2*r-1)); {
+	case d >= float64(limit):
+		return limit
+	case d <= 0:
+		return 0
+	default:
+		return time.Duration(d)
+	}
 }
 
 // next decides what follows the failure of attempt (1-based) with err. It
