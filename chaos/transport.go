@@ -85,7 +85,10 @@ func response(req *http.Request, f *Faults) *http.Response {
 		"X-Content-Type-Options": {"nosniff"},
 	}
 	if f.RetryAfter > 0 {
-		secs := (f.RetryAfter + time.Second - 1) / time.Second
+		secs := f.RetryAfter / time.Second // rounded up below, without overflow
+		if f.RetryAfter%time.Second != 0 {
+			secs++
+		}
 		h["Retry-After"] = []string{strconv.FormatInt(int64(secs), 10)}
 	}
 	resp := &http.Response{

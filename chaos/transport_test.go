@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -64,6 +65,7 @@ func TestTransportInjectsResponses(t *testing.T) {
 		{"a 503 with Retry-After in whole seconds", chaos.Faults{ErrorRate: 1, Status: 503, RetryAfter: 1500 * time.Millisecond}, "2"},
 		{"a 503 without Retry-After", chaos.Faults{ErrorRate: 1, Status: 503}, ""},
 		{"a 429 with Retry-After", chaos.Faults{ErrorRate: 1, Status: 429, RetryAfter: 30 * time.Second}, "30"},
+		{"a 503 with the longest Retry-After", chaos.Faults{ErrorRate: 1, Status: 503, RetryAfter: math.MaxInt64}, "9223372037"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
