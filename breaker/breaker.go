@@ -485,6 +485,7 @@ func (b *Breaker) endOpenWait(epoch uint64) {
 		return
 	}
 	b.timer = nil
+	b.probeAt = time.Time{}
 	b.reject.Store(&OpenError{Name: b.s.Name, State: HalfOpen, limit: b.s.OpenTimeout})
 	b.setMode(modeHalfOpen, HalfOpen, "open wait over")
 	b.unlockAndDeliver()
