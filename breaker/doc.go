@@ -92,7 +92,9 @@
 // so a callback may read or even call through the breaker. Changes are
 // delivered one at a time, in order, on the goroutine of the call that
 // caused them or of one already delivering earlier changes; a call that
-// causes a change may therefore return before its callback has run.
+// causes a change may therefore return before its callback has run. The
+// move from Open to HalfOpen, which no call causes, is delivered on the
+// goroutine of the breaker's timer (see [time.AfterFunc]).
 //
 // # Groups
 //

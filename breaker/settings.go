@@ -78,10 +78,11 @@ type Settings struct {
 	// never called while the breaker holds a lock, so it may use the
 	// breaker. Calls are made one at a time and in the order of the
 	// changes, on the goroutine whose call caused the change (or on one
-	// that was already delivering earlier changes). The reason for a
-	// change is passed to OnChange and logged; [Breaker.Snapshot] shows it
-	// too, but by the time the callback runs a later change may have
-	// replaced it there.
+	// that was already delivering earlier changes); the move from Open to
+	// HalfOpen, which no call causes, is delivered on the goroutine of the
+	// breaker's timer. The reason for a change is passed to OnChange and
+	// logged; [Breaker.Snapshot] shows it too, but by the time the
+	// callback runs a later change may have replaced it there.
 	OnStateChange func(name string, from, to State)
 
 	// OnChange, if set, is called after every state change with a [Change]
