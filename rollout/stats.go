@@ -134,11 +134,20 @@ type snapshot struct {
 // figures and not yet in others.
 func (s *stats) read(v Variant) snapshot {
 	var out snapshot
-	out.samples, out.errors = s.counts(v)
 	var hist [histBuckets]uint64
 	var total uint64
 	for i := range s.shards {
 		c := &s.shards[i].v[v&1]
+		n := c.samples.Load()
+		out.samples += n
+		out.errors += c.errors.Load()
+		if n == 0 {
+			// Observe counts the sample before its latency, so a shard
+			// without samples has an empty histogram (or one that races
+			// with this read, which may miss it anyway); most shards are
+			// unused when few goroutines observe.
+			continue
+		}
 		for j := range hist {
 			hist[j] += c.hist[j].Load()
 		}

@@ -79,6 +79,11 @@ func TestObserveCountsExactlyFromManyGoroutines(t *testing.T) {
 	} {
 		assert.Equal(t, c.want, c.got, "Status().Verdict %s after concurrent Observe", c.name)
 	}
+	// The latencies are 0..999ms in every goroutine, so the p99 is 990ms
+	// give or take a bucket, wherever the observations landed.
+	if p99 := v.Canary.P99; p99 < 990*time.Millisecond || p99 > 1250*time.Millisecond {
+		t.Errorf("Status().Verdict.Canary.P99 = %v, want in [990ms, 1.25s]", p99)
+	}
 	s := r.stats.Load()
 	var hist uint64
 	for i := range s.shards {
