@@ -43,14 +43,15 @@ func started(t *testing.T, p rollout.Plan) *rollout.Rollout {
 func TestDoRunsTheAssignedVariantAndRecordsIt(t *testing.T) {
 	r := started(t, rollout.Plan{})
 	var c calls
-	base, can := c.fns(nil, errors.New("canary broke"), "old", "new")
+	errCanary := errors.New("canary broke")
+	base, can := c.fns(nil, errCanary, "old", "new")
 
 	v, err := rollout.Do(t.Context(), r, keyOf(t, r, rollout.Baseline), base, can)
 	require.NoError(t, err)
 	assert.Equal(t, "old", v, "Do for a baseline key")
 
 	_, err = rollout.Do(t.Context(), r, keyOf(t, r, rollout.Canary), base, can)
-	require.EqualError(t, err, "canary broke")
+	require.ErrorIs(t, err, errCanary)
 	assert.Equal(t, int32(1), c.baseline.Load(), "baseline calls")
 	assert.Equal(t, int32(1), c.canary.Load(), "canary calls")
 
