@@ -180,8 +180,10 @@ type Plan struct {
 	FallbackToBaseline bool
 
 	// OnEvent, if set, receives every transition, in order, after it is
-	// recorded. It runs on the goroutine that caused the transition, with
-	// no lock held, so it may call the Rollout's methods.
+	// recorded. It runs with no lock held, so it may call the Rollout's
+	// methods, and one call at a time: usually on the goroutine that caused
+	// the transition, but if another goroutine is still delivering earlier
+	// events, that goroutine delivers this one too, after them.
 	OnEvent func(Event)
 
 	// Store keeps the rollout's state across restarts. Nil keeps it in
