@@ -58,3 +58,23 @@ func TestDoWaitDoesNotOverflow(t *testing.T) {
 		})
 	}
 }
+
+// A Rand that breaks its contract by returning NaN must not make a wait
+// negative: the draw counts as 0, the shortest jittered wait.
+func TestDoWaitWithNaNRandIsNotNegative(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var waits []time.Duration
+	p := retry.Policy{
+		MaxAttempts: 2,
+		Rand:        fixed(math.NaN()),
+		OnRetry: func(_ int, _ error, wait time.Duration) {
+			waits = append(waits, wait)
+			cancel()
+		},
+	}
+	fn, _ := failing(1, errBoom)
+	_, err := retry.Do(ctx, p, fn)
+	require.ErrorIs(t, err, context.Canceled)
+	assert.Equal(t, []time.Duration{50 * time.Millisecond}, waits, "waits passed to OnRetry")
+}

@@ -220,7 +220,10 @@ func (l *loop) backoff() time.Duration {
 	} else {
 		r = rand.Float64()
 	}
-	r = min(max(r, 0), 1)
+	if !(r >= 0) { // negative, or NaN from a Rand that breaks its contract
+		r = 0
+	}
+	r = min(r, 1)
 	limit := l.p.maxInterval()
 	// Compare as floats: a wait near the largest Duration would wrap
 	// around when converted back.
