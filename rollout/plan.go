@@ -221,14 +221,15 @@ func planError(format string, args ...any) error {
 	return fmt.Errorf("%w: "+format, append([]any{ErrPlan}, args...)...)
 }
 
-// percentPPM converts a percent to parts per million, exactly.
+// percentPPM converts a percent to parts per million, exactly. It refuses
+// a percent too small to hold one part per million.
 func percentPPM(p float64) (uint32, bool) {
 	if math.IsNaN(p) || p <= 0 || p > 100 {
 		return 0, false
 	}
 	x := p * 10_000
 	r := math.Round(x)
-	if math.Abs(x-r) > 1e-6*math.Max(1, x) {
+	if r < 1 || math.Abs(x-r) > 1e-6*math.Max(1, x) {
 		return 0, false
 	}
 	return uint32(r), true

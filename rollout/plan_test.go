@@ -23,6 +23,7 @@ func TestNewRejectsInvalidPlans(t *testing.T) {
 		{"a percent above 100", rollout.Plan{Stages: []rollout.Stage{{Percent: 101}}}, "Plan.Stages[0].Percent"},
 		{"a NaN percent", rollout.Plan{Stages: []rollout.Stage{{Percent: math.NaN()}, last}}, "Plan.Stages[0].Percent"},
 		{"a percent finer than 0.0001", rollout.Plan{Stages: []rollout.Stage{{Percent: 0.00005}, last}}, "Plan.Stages[0].Percent"},
+		{"a percent too small to reach one key in a million", rollout.Plan{Stages: []rollout.Stage{{Percent: 1e-11}, last}}, "Plan.Stages[0].Percent"},
 		{"percents that do not increase", rollout.Plan{Stages: []rollout.Stage{{Percent: 10}, {Percent: 10}, last}}, "Plan.Stages[1].Percent"},
 		{"percents that decrease", rollout.Plan{Stages: []rollout.Stage{{Percent: 10}, {Percent: 5}, last}}, "Plan.Stages[1].Percent"},
 		{"a last stage below 100", rollout.Plan{Stages: []rollout.Stage{{Percent: 1}, {Percent: 50}}}, "Plan.Stages[1].Percent"},
@@ -112,7 +113,7 @@ func TestGeometric(t *testing.T) {
 	for _, bad := range []struct {
 		start, factor float64
 		bake          time.Duration
-	}{{0, 2, 0}, {101, 2, 0}, {1, 1, 0}, {1, math.Inf(1), 0}, {1, 2, -time.Second}} {
+	}{{0, 2, 0}, {1e-11, 10, 0}, {101, 2, 0}, {1, 1, 0}, {1, math.Inf(1), 0}, {1, 2, -time.Second}} {
 		_, err := rollout.Geometric(bad.start, bad.factor, bad.bake)
 		require.ErrorIs(t, err, rollout.ErrPlan, "Geometric(%v, %v, %v)", bad.start, bad.factor, bad.bake)
 	}
