@@ -161,3 +161,17 @@ func ExampleTransport() {
 	// 503 maintenance
 	// rejected: true
 }
+
+func ExampleChange() {
+	b, _ := breaker.New(breaker.Settings{
+		Name: "ledger",
+		OnChange: func(c breaker.Change) {
+			fmt.Printf("%s: %v -> %v (%s)\n", c.Name, c.From, c.To, c.Reason)
+		},
+	})
+	b.ForceOpen("database failover")
+	b.Release()
+	// Output:
+	// ledger: closed -> forced-open (forced open: database failover)
+	// ledger: forced-open -> closed (released)
+}
