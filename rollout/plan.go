@@ -368,6 +368,9 @@ func (j Judge) withDefaults() (Judge, error) {
 	return j, nil
 }
 
+// maxGeometricRings bounds the schedules Geometric makes.
+const maxGeometricRings = 64
+
 // Geometric returns a ring schedule that starts at start percent and
 // multiplies the percent by factor at each ring, each ring baking for bake,
 // until a last ring at 100% (which bakes too). Percents are rounded down to
@@ -375,7 +378,8 @@ func (j Judge) withDefaults() (Judge, error) {
 // time.Hour) gives 0.01%, 0.1%, 1%, 10% and 100%.
 //
 // It returns an error wrapping ErrPlan when start is not in (0, 100],
-// factor is not above 1, or bake is negative.
+// factor is not above 1, or bake is negative, and when the schedule would
+// need more than 64 rings to reach 100% (a factor too close to 1).
 func Geometric(start, factor float64, bake time.Duration) ([]Stage, error) {
 	ppm, ok := percentPPM(start)
 	if !ok {
@@ -386,6 +390,11 @@ func Geometric(start, factor float64, bake time.Duration) ([]Stage, error) {
 	}
 	if bake < 0 {
 		return nil, planError("Geometric bake must not be negative, got %v", bake)
+	}
+	// A factor barely above 1 would take billions of steps to reach 100%;
+	// refuse schedules longer than any rollout needs.
+	if rings := math.Log(float64(Buckets)/float64(ppm)) / math.Log(factor); rings > maxGeometricRings {
+		return nil, planError("Geometric factor %v from %v%% needs %.0f rings to reach 100%%, more than %d", factor, start, math.Ceil(rings), maxGeometricRings)
 	}
 	var out []Stage
 	x := float64(ppm)

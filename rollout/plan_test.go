@@ -113,7 +113,8 @@ func TestGeometric(t *testing.T) {
 	for _, bad := range []struct {
 		start, factor float64
 		bake          time.Duration
-	}{{0, 2, 0}, {1e-11, 10, 0}, {101, 2, 0}, {1, 1, 0}, {1, math.Inf(1), 0}, {1, 2, -time.Second}} {
+	}{{0, 2, 0}, {1e-11, 10, 0}, {101, 2, 0}, {1, 1, 0}, {1, math.Inf(1), 0}, {1, 2, -time.Second},
+		{0.0001, 1 + 1e-12, 0}, {0.0001, 1.2, 0}} {
 		_, err := rollout.Geometric(bad.start, bad.factor, bad.bake)
 		require.ErrorIs(t, err, rollout.ErrPlan, "Geometric(%v, %v, %v)", bad.start, bad.factor, bad.bake)
 	}
