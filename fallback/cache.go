@@ -103,14 +103,15 @@ func (c *Cache[K, V]) Put(k K, v V) {
 // Get returns the value stored under k and its age, if it is no older than
 // MaxAge. A value that is too old is dropped, and Get reports it missing.
 func (c *Cache[K, V]) Get(k K) (v V, age time.Duration, ok bool) {
-	now := time.Now()
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	e, ok := c.items[k]
 	if !ok {
 		return v, 0, false
 	}
-	age = now.Sub(e.put)
+	// The clock is read under the lock: read before it, a Put that ran
+	// in between would make the age negative.
+	age = time.Since(e.put)
 	if age > c.maxAge {
 		c.unlink(e)
 		delete(c.items, k)
