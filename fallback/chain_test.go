@@ -336,24 +336,30 @@ func TestChainRetriesThePrimary(t *testing.T) {
 		assert.Equal(t, 3, calls)
 		assert.Greater(t, time.Since(start), time.Duration(0), "retries waited")
 	})
+	// In bubbles too, so that a regression that did retry would wait on
+	// the fake clock rather than the real one.
 	t.Run("a NoFallback error is not retried", func(t *testing.T) {
-		primary := newDep("", NoFallback(errInvalid))
-		c, err := NewChain("price", ChainSettings{Retry: &retry.Policy{MaxAttempts: 5}},
-			Primary("api", primary.call), Static[string]("default", "x"))
-		require.NoError(t, err)
-		_, _, err = c.Run(context.Background(), "sku")
-		require.ErrorIs(t, err, errInvalid)
-		assert.Equal(t, int64(1), primary.calls.Load())
+		synctest.Test(t, func(t *testing.T) {
+			primary := newDep("", NoFallback(errInvalid))
+			c, err := NewChain("price", ChainSettings{Retry: &retry.Policy{MaxAttempts: 5}},
+				Primary("api", primary.call), Static[string]("default", "x"))
+			require.NoError(t, err)
+			_, _, err = c.Run(context.Background(), "sku")
+			require.ErrorIs(t, err, errInvalid)
+			assert.Equal(t, int64(1), primary.calls.Load())
+		})
 	})
 	t.Run("the caller's IsRetryable still applies", func(t *testing.T) {
-		primary := newDep("", errDown)
-		c, err := NewChain("price", ChainSettings{Retry: &retry.Policy{MaxAttempts: 5, IsRetryable: func(error) bool { return false }}},
-			Primary("api", primary.call), Static[string]("default", "x"))
-		require.NoError(t, err)
-		got, _, err := c.Run(context.Background(), "sku")
-		require.NoError(t, err)
-		assert.Equal(t, "x", got)
-		assert.Equal(t, int64(1), primary.calls.Load())
+		synctest.Test(t, func(t *testing.T) {
+			primary := newDep("", errDown)
+			c, err := NewChain("price", ChainSettings{Retry: &retry.Policy{MaxAttempts: 5, IsRetryable: func(error) bool { return false }}},
+				Primary("api", primary.call), Static[string]("default", "x"))
+			require.NoError(t, err)
+			got, _, err := c.Run(context.Background(), "sku")
+			require.NoError(t, err)
+			assert.Equal(t, "x", got)
+			assert.Equal(t, int64(1), primary.calls.Load())
+		})
 	})
 }
 
