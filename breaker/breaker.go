@@ -205,8 +205,9 @@ func (b *Breaker) State() State {
 //
 // If b rejects the call, fn is not called and Do returns the zero T and an
 // [*OpenError], which matches [ErrOpen]. If ctx is already done, fn is not
-// called, nothing is counted, and Do returns ctx.Err(). If fn panics, the
-// call counts as a failure and the panic goes on up the stack.
+// called, nothing is counted, and Do returns ctx.Err(). If fn (or
+// Settings.IsFailure) panics, the call counts as a failure and the panic
+// goes on up the stack.
 //
 // A call counts as a success if fn returns a nil error (and it was not
 // slower than Settings.SlowCall), is not counted if it was canceled (see
@@ -236,18 +237,21 @@ func call[T any](ctx context.Context, b *Breaker, fn func(context.Context) (T, e
 	}
 	settled := false
 	defer func() {
-		if !settled { // fn panicked (or called runtime.Goexit)
+		// fn or the judging of its outcome panicked (or called
+		// runtime.Goexit): count a failure, so that a probe gives back
+		// its slot.
+		if !settled {
 			b.settle(t, start, failure)
 		}
 	}()
 	v, err := fn(ctx)
-	settled = true
 	var vd verdict
 	if judge != nil {
 		vd = judge(ctx, v, err)
 	} else {
 		vd = b.s.classify(ctx, err)
 	}
+	settled = true
 	b.settle(t, start, vd)
 	return v, err
 }
