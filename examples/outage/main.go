@@ -162,9 +162,10 @@ func simulate(ctx context.Context, w io.Writer) (Summary, error) {
 const (
 	// openWait is the breaker's first open wait. It is long enough that the
 	// ten passengers served between the trip and the operator's switch to
-	// manual never see a probe, so every run sends the dead API the same
-	// requests.
-	openWait = 500 * time.Millisecond
+	// manual never see a probe, even on a machine busy enough to slow them
+	// tenfold, so every run sends the dead API the same requests. The demo
+	// waits out the rest of it when the API comes back.
+	openWait = 2 * time.Second
 	// ramp is how long the breaker takes to let all traffic through after
 	// the API recovers.
 	ramp = 300 * time.Millisecond

@@ -42,7 +42,7 @@ func TestDayAtTheDesk(t *testing.T) {
 	t.Run("the dead API gets a handful of requests, not three per passenger", func(t *testing.T) {
 		// Passenger 40's seat map (3 attempts) and boarding pass (2
 		// attempts, the second tripping the breaker). Only a stall of
-		// 400ms between passengers 40 and 50 could let the breaker probe
+		// 1.6s between passengers 40 and 50 could let the breaker probe
 		// the dead API, adding one request per probe; allow for two.
 		assert.GreaterOrEqual(t, sum.DeadCalls, 5, "requests to the dead API")
 		assert.LessOrEqual(t, sum.DeadCalls, 7, "requests to the dead API")

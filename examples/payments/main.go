@@ -130,7 +130,7 @@ func simulate(ctx context.Context, w io.Writer) (Summary, error) {
 	br, err := breaker.New(breaker.Settings{
 		Name:                "card-processor",
 		ConsecutiveFailures: 3,
-		OpenTimeout:         200 * time.Millisecond,
+		OpenTimeout:         time.Second, // outlasts the outage's payments even on a busy machine
 		IsFailure:           func(err error) bool { return !errors.Is(err, errRejected) },
 		OnStateChange: func(name string, from, to breaker.State) {
 			// The move to half-open happens on a timer, at a moment that

@@ -48,7 +48,7 @@ func TestShopDay(t *testing.T) {
 	t.Run("the dead processor sees only the first payment's attempts", func(t *testing.T) {
 		// Payment 30's three attempts trip the breaker. A probe could
 		// reach the dead processor only if taking the next few payments
-		// stalled for the whole open wait (160ms at least); allow for two.
+		// stalled for the whole open wait (800ms at least); allow for two.
 		assert.GreaterOrEqual(t, sum.DeadCalls, 3, "requests to the dead processor")
 		assert.LessOrEqual(t, sum.DeadCalls, 5, "requests to the dead processor")
 	})
