@@ -5,7 +5,8 @@ import (
 	"runtime"
 	"sync/atomic"
 	"time"
-	"unsafe"
+
+	"github.com/ringfence/ringfence/internal/stripe"
 )
 
 // histBuckets is the number of latency buckets: four per power of two from
@@ -62,46 +63,40 @@ type shard struct {
 }
 
 // stats are the counters of one stage; a new stage gets a new stats. The
-// counters are striped over shards, and each goroutine adds to the shard
-// picked by the address of its stack, so goroutines on different
-// processors rarely write the same cache line. Readers sum the shards.
+// counters are striped over shards, and each goroutine adds to the shard of
+// the processor it runs on (see internal/stripe), so goroutines on
+// different processors do not write the same cache line. Readers sum the
+// shards.
 type stats struct {
-	shards []shard // len is a power of two
-	shift  uint    // 64 - log2(len(shards)), for picking a shard
+	shards []shard        // len is a power of two
+	picker *stripe.Picker // hands each processor its shard
 }
 
 // newStats returns zeroed stats with a shard count fitted to GOMAXPROCS.
 func newStats() *stats {
 	n := shardCount(runtime.GOMAXPROCS(0))
-	return &stats{shards: make([]shard, n), shift: uint(64 - bits.TrailingZeros(uint(n)))}
+	return &stats{shards: make([]shard, n), picker: stripe.New(n)}
 }
 
 // shardCount picks how many shards a stage's counters get for procs
-// processors: enough that two busy goroutines rarely share one, few enough
-// that a reader summing them stays cheap, and a power of two so a shard is
-// picked with a shift.
+// processors: a few per processor, so that shard numbers handed out again
+// after a garbage collection empties the picker's pool rarely meet, few
+// enough that a reader summing them stays cheap, and a power of two, as
+// the picker needs.
 func shardCount(procs int) int {
-	n := min(max(8*procs, 8), 32)
+	n := min(max(4*procs, 4), 32)
 	return 1 << bits.Len(uint(n-1))
 }
 
-// pick returns the shard for the calling goroutine. Goroutine stacks are
-// at least 2KiB apart, so the address of a local variable, hashed, spreads
-// goroutines over the shards and stays the same for one goroutine (until
-// its stack moves, which only costs a shared cache line for a while).
-func (s *stats) pick() *shard {
-	var marker byte
-	addr := uint64(uintptr(unsafe.Pointer(&marker)))
-	return &s.shards[(addr>>9)*0x9e3779b97f4a7c15>>s.shift]
-}
-
 func (s *stats) observe(v Variant, failed bool, latency time.Duration) {
-	c := &s.pick().v[v&1]
+	t := s.picker.Get()
+	c := &s.shards[t.Stripe()].v[v&1]
 	c.samples.Add(1)
 	if failed {
 		c.errors.Add(1)
 	}
 	c.hist[histIndex(latency)].Add(1)
+	s.picker.Put(t)
 }
 
 // add adds samples and errors of variant v without latencies, as when a

@@ -10,9 +10,9 @@
 //
 // [Window.Add] is one atomic add and one atomic load; it reads no clock and
 // takes no lock. The current bucket is striped across several cache lines,
-// and each goroutine adds to the stripe picked by the address of its stack,
-// so goroutines running on different processors rarely write the same cache
-// line. Sums read every stripe and every completed bucket; they are meant
+// and each goroutine adds to the stripe of the processor it runs on (see
+// internal/stripe), so goroutines running on different processors do not
+// write the same cache line. Sums read every stripe and every completed bucket; they are meant
 // for the rarer decisions (a failure, a snapshot), not for every call.
 //
 // # Ticking
@@ -40,7 +40,8 @@ import (
 	"runtime"
 	"sync/atomic"
 	"time"
-	"unsafe"
+
+	"github.com/ringfence/ringfence/internal/stripe"
 )
 
 // MaxCounters is the most counters one Window can keep.
@@ -49,8 +50,8 @@ const MaxCounters = 8
 // cacheLine is the assumed size of a cache line; each stripe fills one.
 const cacheLine = 64
 
-// stripe is one cache line of counters for the current bucket.
-type stripe struct {
+// line is one cache line of counters for the current bucket.
+type line struct {
 	n [MaxCounters]atomic.Uint64
 }
 
@@ -58,8 +59,8 @@ type stripe struct {
 // usable; create one with [New]. A Window is safe for concurrent use.
 type Window struct {
 	_       [cacheLine]byte
-	stripes []stripe // current bucket, len is a power of two
-	shift   uint     // 64 - log2(len(stripes)), for picking a stripe
+	stripes []line         // current bucket, len is a power of two
+	picker  *stripe.Picker // hands each processor its stripe
 	_       [cacheLine]byte
 	ticking atomic.Uint32 // 1 while the bucket timer is armed
 	_       [cacheLine - 4]byte
@@ -85,8 +86,8 @@ func New(span time.Duration, buckets, counters int) *Window {
 	}
 	n := stripeCount(runtime.GOMAXPROCS(0))
 	return &Window{
-		stripes:  make([]stripe, n),
-		shift:    uint(64 - bits.TrailingZeros(uint(n))),
+		stripes:  make([]line, n),
+		picker:   stripe.New(n),
 		counters: counters,
 		bucket:   span / time.Duration(buckets),
 		ring:     make([]atomic.Uint64, (buckets-1)*counters),
@@ -94,8 +95,9 @@ func New(span time.Duration, buckets, counters int) *Window {
 }
 
 // stripeCount picks how many stripes the current bucket gets for procs
-// processors: enough that two busy goroutines rarely share one, and a power
-// of two so a stripe is picked with a shift.
+// processors: several per processor, so that stripe numbers handed out
+// again after a garbage collection empties the picker's pool rarely meet
+// on one line, and a power of two, as the picker needs.
 func stripeCount(procs int) int {
 	n := 8 * procs
 	n = min(max(n, 8), 64)
@@ -108,20 +110,12 @@ func (w *Window) Bucket() time.Duration { return w.bucket }
 // Add adds delta to counter c, which must be in [0, counters). It arms the
 // bucket timer if the window was idle.
 func (w *Window) Add(c int, delta uint64) {
-	w.stripes[w.pick()].n[c].Add(delta)
+	t := w.picker.Get()
+	w.stripes[t.Stripe()].n[c].Add(delta)
+	w.picker.Put(t)
 	if w.ticking.Load() == 0 {
 		w.arm()
 	}
-}
-
-// pick returns the stripe for the calling goroutine. Goroutine stacks are
-// at least 2KiB apart, so the address of a local variable, hashed, spreads
-// goroutines over the stripes, and stays the same for one goroutine (until
-// its stack moves, which only costs a shared cache line for a while).
-func (w *Window) pick() int {
-	var marker byte
-	addr := uint64(uintptr(unsafe.Pointer(&marker)))
-	return int((addr >> 9) * 0x9e3779b97f4a7c15 >> w.shift)
 }
 
 // arm starts the bucket timer unless another goroutine did first.
