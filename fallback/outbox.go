@@ -67,7 +67,7 @@ type Item struct {
 // DeadLetter is an item that failed permanently and is kept until it is
 // requeued.
 type DeadLetter struct {
-	Item   Item
+	Item   Item   // the item as it was enqueued
 	Reason string // the delivery error's message
 }
 

@@ -61,8 +61,8 @@ const (
 
 // Figures are one variant's observations in the current stage.
 type Figures struct {
-	Samples   uint64
-	Errors    uint64
+	Samples   uint64        // observations
+	Errors    uint64        // observations that carried an error
 	ErrorRate float64       // Errors/Samples, 0 without samples
 	P99       time.Duration // upper bound of the 99th-percentile bucket, 0 without samples
 }
@@ -70,9 +70,10 @@ type Figures struct {
 // Verdict is the judge's finding with the figures and thresholds behind
 // it.
 type Verdict struct {
-	Outcome Outcome
-	Rule    Rule // set when Outcome is Regressed or Inconclusive
+	Outcome Outcome // what the judge concluded
+	Rule    Rule    // set when Outcome is Regressed or Inconclusive
 
+	// Baseline and Canary are each variant's observations in the stage.
 	Baseline, Canary Figures
 
 	// CanaryShare is the share of keys in the canary, and ExpectedCanary

@@ -76,22 +76,22 @@ var (
 
 // Event is one transition of a rollout, automatic or manual.
 type Event struct {
-	Time     time.Time
-	Rollout  string // Plan.Name
-	From, To State
+	Time     time.Time // when the transition happened
+	Rollout  string    // Plan.Name
+	From, To State     // the states before and after
 	// Stage is the index of the stage the transition leads to (for a roll
 	// back or promotion, the stage it happened at); Percent is the canary
 	// percent after it (0 after a roll back, 100 after a promotion).
 	Stage   int
 	Percent float64
-	Reason  string
+	Reason  string // why: the judge's rule or the operator's words
 	// Verdict is the judge's finding at the time of the transition.
 	Verdict Verdict
 }
 
 // Status is a rollout's state at one moment.
 type Status struct {
-	State   State
+	State   State   // where the rollout is in its lifecycle
 	Stage   int     // index into the plan's stages
 	Percent float64 // share of keys getting the canary now
 	Shadow  bool    // the current stage is a dark launch

@@ -22,8 +22,8 @@ var (
 
 // Counts are one variant's observation counts, as stored in a Record.
 type Counts struct {
-	Samples uint64 `json:"samples"`
-	Errors  uint64 `json:"errors"`
+	Samples uint64 `json:"samples"` // observations
+	Errors  uint64 `json:"errors"`  // observations that carried an error
 }
 
 // Record is the durable state of a rollout: enough for a restarted process
@@ -37,6 +37,8 @@ type Record struct {
 	Stage   int     `json:"stage"`
 	Percent float64 `json:"percent"`
 
+	// State is the lifecycle state and Reason the reason of the last
+	// transition.
 	State  State  `json:"state"`
 	Reason string `json:"reason"`
 

@@ -94,7 +94,7 @@ func (p Pos) Offset() uint32 { return uint32(p) }
 type CorruptError struct {
 	Path   string // the segment file
 	Offset int64  // where the damage was found
-	Reason string
+	Reason string // what is wrong there
 }
 
 // Error describes the damage.
