@@ -316,13 +316,20 @@ func (b *Breaker) admitRamp(w uint64) (ok, again bool) {
 	r := b.ramp.Load()
 	elapsed := time.Since(r.start)
 	if elapsed >= r.length {
-		b.word.CompareAndSwap(w, w&^modeMask|modeClosed)
+		b.endRamp(w)
 		return false, true
 	}
 	share := rampFloor + (1-rampFloor)*float64(elapsed)/float64(r.length)
 	unit := uint64(share * (1 << 32))
 	c := r.credit.Add(unit)
 	return c>>32 != (c-unit)>>32, false
+}
+
+// endRamp ends the ramp that word w (mode modeRamp) describes: the breaker
+// stays Closed in the same epoch, now admitting every call. It does nothing
+// if the word has changed since w was loaded.
+func (b *Breaker) endRamp(w uint64) {
+	b.word.CompareAndSwap(w, w&^modeMask) // modeClosed is 0
 }
 
 // admitProbe asks gobreaker whether a probe may go in the HalfOpen state.
@@ -650,7 +657,7 @@ func (b *Breaker) Snapshot() Snapshot {
 		// The ramp's end is otherwise noticed by the next call; without
 		// traffic, end it here so that Ramping does not outlive it.
 		if r := b.ramp.Load(); time.Since(r.start) >= r.length {
-			b.word.CompareAndSwap(w, w&^modeMask|modeClosed)
+			b.endRamp(w)
 		} else {
 			sn.Ramping = true
 		}
