@@ -39,6 +39,12 @@ var (
 	// open, in this process or another (on Unix systems, where it is
 	// enforced with an advisory lock on the file LOCK in the directory).
 	ErrInUse = errors.New("fallback: outbox directory is in use")
+	// ErrDuplicate is returned by [Outbox.Enqueue] for an item whose key is
+	// already pending or dead with a different stream or payload: the
+	// stored item is kept and the new one is not stored. Enqueueing an
+	// item identical to the stored one is an idempotent retry and returns
+	// nil.
+	ErrDuplicate = errors.New("fallback: outbox already holds a different item with that key")
 )
 
 // Item is one unit of deferred work held by an [Outbox].
