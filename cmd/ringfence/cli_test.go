@@ -227,7 +227,9 @@ func TestRefusalsExitNonZeroWithTheReason(t *testing.T) {
 			[]string{"breaker", "force-open", "payments"}, nil, 2, []string{"needs --reason", "usage:"}},
 		{"a blank reason", func(s *service) func(string) string { return s.env(writeSecret) },
 			[]string{"breaker", "force-open", "payments", "--reason", " "}, nil, 2, []string{"needs --reason"}},
-		{"no token", func(s *service) func(string) string { return func(k string) string { return map[string]string{"RINGFENCE_URL": s.url}[k] } },
+		{"no token", func(s *service) func(string) string {
+			return func(k string) string { return map[string]string{"RINGFENCE_URL": s.url}[k] }
+		},
 			[]string{"status"}, nil, 2, []string{"no token", "RINGFENCE_TOKEN"}},
 		{"no URL", func(s *service) func(string) string { return noEnv },
 			[]string{"--token", writeSecret, "status"}, nil, 2, []string{"no admin URL", "RINGFENCE_URL"}},
