@@ -61,7 +61,8 @@
 // are unauthorized (401), read-only-token (403), not-found and
 // unknown-object (404), method-not-allowed (405), illegal-transition (409),
 // body-too-large (413), unsupported-media-type (415), malformed-json,
-// missing-reason and bad-request (400).
+// missing-reason and bad-request (400), and canceled (503) when the
+// request ended before Actions answered.
 //
 // Reads (GET):
 //

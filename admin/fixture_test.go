@@ -62,7 +62,7 @@ func (s *syncBuffer) String() string {
 // a group "s3" with members "eu" and "us", a switch "desk", an outbox
 // "bookings" holding one pending item and one dead letter "bad-1", and a
 // running rollout "parser-v2".
-func newObjects(t *testing.T) fixture {
+func newObjects(t testing.TB) fixture {
 	t.Helper()
 	var f fixture
 	var err error
@@ -105,7 +105,7 @@ func testTokens() []Token {
 
 // newFixture returns the objects of newObjects behind a Handler with the
 // tokens "alice" (read-write) and "viewer" (read-only), logging as JSON.
-func newFixture(t *testing.T) fixture {
+func newFixture(t testing.TB) fixture {
 	t.Helper()
 	f := newObjects(t)
 	f.logs = &syncBuffer{}
@@ -153,7 +153,7 @@ func call(t *testing.T, h http.Handler, method, path, secret, body string) answe
 }
 
 // state is everything an action could change, for before/after checks.
-func (f fixture) state(t *testing.T) string {
+func (f fixture) state(t testing.TB) string {
 	t.Helper()
 	type snap struct {
 		Payments breaker.State
