@@ -225,6 +225,7 @@
         ", " + o.dead + " dead, " + o.delivered + " delivered" + (o.replaying ? ", replaying" : "")));
       if (o.last_error) { card.appendChild(el("div", "facts muted", "last error: " + o.last_error)); }
       card.appendChild(chart(o.backlog || []));
+      card.appendChild(el("div", "facts muted legend", "backlog over the last " + (o.backlog || []).length + " samples: pending (blue), dead letters (red)"));
       if (o.dead) {
         var b = el("button", "", "dead letters");
         b.type = "button";
