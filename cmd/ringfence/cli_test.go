@@ -128,6 +128,16 @@ func TestJSONPrintsTheServersAnswer(t *testing.T) {
 	assert.Equal(t, "local", o.Scope)
 	require.Len(t, o.Breakers, 1)
 	assert.Equal(t, "payments", o.Breakers[0].Name)
+
+	code, out, errOut = ringfence(s.env(writeSecret), "--json", "mode", "set", "desk", "manual", "--reason", "outage")
+	require.Equal(t, 0, code, errOut)
+	var a struct {
+		Scope  string
+		Change admin.Change
+	}
+	require.NoError(t, json.Unmarshal([]byte(out), &a), "ringfence --json mode set: %s", out)
+	assert.Equal(t, admin.Change{Time: a.Change.Time, Actor: "oncall", Kind: admin.KindSwitch, Name: "desk",
+		Verb: admin.VerbSetMode, Mode: "manual", Reason: "outage", Scope: "local"}, a.Change)
 }
 
 func TestActionsChangeTheObjects(t *testing.T) {
