@@ -39,6 +39,34 @@ func BenchmarkGobreakerExecuteRejected(b *testing.B) {
 
 var errBench = errors.New("bench: failure")
 
+func BenchmarkGobreakerTwoStepSuccess(b *testing.B) {
+	cb := gobreaker.NewTwoStepCircuitBreaker[int](gobreaker.Settings{Name: "raw"})
+	b.ReportAllocs()
+	for b.Loop() {
+		if done, err := cb.Allow(); err == nil {
+			done(nil)
+		}
+	}
+}
+
+func BenchmarkGobreakerTwoStepRejected(b *testing.B) {
+	cb := gobreaker.NewTwoStepCircuitBreaker[int](gobreaker.Settings{Name: "raw"})
+	for range 10 {
+		if done, err := cb.Allow(); err == nil {
+			done(errBench)
+		}
+	}
+	if cb.State() != gobreaker.StateOpen {
+		b.Fatalf("gobreaker State() = %v, want open", cb.State())
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if done, err := cb.Allow(); err == nil {
+			done(nil)
+		}
+	}
+}
+
 func benchOK(context.Context) (int, error) { return 1, nil }
 
 func newBench(b *testing.B) *Breaker {
@@ -156,5 +184,49 @@ func BenchmarkLoopbackTransport(b *testing.B) {
 	}
 	benchRoundTrips(b, func(rt http.RoundTripper) http.RoundTripper {
 		return Transport(rt, g, TransportOptions{})
+	})
+}
+
+func BenchmarkAllowClosed(b *testing.B) {
+	br := newBench(b)
+	ctx := context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		p, err := br.Allow(ctx)
+		p.Done(ctx, err)
+	}
+}
+
+func BenchmarkAllowClosedParallel(b *testing.B) {
+	br := newBench(b)
+	ctx := context.Background()
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			p, err := br.Allow(ctx)
+			p.Done(ctx, err)
+		}
+	})
+}
+
+func BenchmarkAllowOpen(b *testing.B) {
+	br := newOpenBench(b)
+	ctx := context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		p, err := br.Allow(ctx)
+		p.Done(ctx, err)
+	}
+}
+
+func BenchmarkAllowOpenParallel(b *testing.B) {
+	br := newOpenBench(b)
+	ctx := context.Background()
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			p, err := br.Allow(ctx)
+			p.Done(ctx, err)
+		}
 	})
 }

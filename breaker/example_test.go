@@ -175,3 +175,29 @@ func ExampleChange() {
 	// ledger: closed -> forced-open (forced open: database failover)
 	// ledger: forced-open -> closed (released)
 }
+
+// A stream cannot be wrapped in one function call: Allow admits it, and
+// Done reports how it ended.
+func ExampleBreaker_Allow() {
+	b, err := breaker.New(breaker.Settings{Name: "feed", ConsecutiveFailures: 2})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	ctx := context.Background()
+	errReset := errors.New("stream reset")
+	for i := range 3 {
+		p, err := b.Allow(ctx)
+		if err != nil {
+			fmt.Println("stream", i, "not opened:", err)
+			continue
+		}
+		// ... open the stream, read from it until it ends ...
+		p.Done(ctx, errReset)
+		fmt.Println("stream", i, "ended:", errReset)
+	}
+	// Output:
+	// stream 0 ended: stream reset
+	// stream 1 ended: stream reset
+	// stream 2 not opened: breaker: open (feed is open)
+}
