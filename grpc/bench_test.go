@@ -2,7 +2,9 @@ package grpc_test
 
 import (
 	"context"
+	"slices"
 	"testing"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/interop/grpc_testing"
@@ -121,4 +123,51 @@ func chainUnary(ics []grpc.UnaryClientInterceptor, invoker grpc.UnaryInvoker) gr
 		}
 	}
 	return invoker
+}
+
+// BenchmarkUnaryOverhead interleaves bare calls and calls through the
+// interceptors on the same loopback server, one of each per iteration in
+// alternating order, so that both see the same load on the machine. It
+// reports the median time of each kind of call and the extra time of the
+// intercepted ones as overhead-% of the bare median (medians, because a
+// shared machine adds long outliers to either side at random).
+func BenchmarkUnaryOverhead(b *testing.B) {
+	_, addr := startServer(b)
+	chains := benchChains(b)
+	bare := dial(b, addr, nil, nil)
+	ctx := context.Background()
+	req := &grpc_testing.SimpleRequest{}
+	call := func(b *testing.B, c grpc_testing.TestServiceClient) time.Duration {
+		start := time.Now()
+		if _, err := c.UnaryCall(ctx, req); err != nil {
+			b.Fatal(err)
+		}
+		return time.Since(start)
+	}
+	for _, c := range chains[1:] {
+		wrapped := dial(b, addr, c.unary, nil)
+		b.Run(c.name, func(b *testing.B) {
+			b.ReportAllocs()
+			var tBare, tWrapped []time.Duration
+			for b.Loop() {
+				if len(tBare)%2 == 0 {
+					tBare = append(tBare, call(b, bare))
+					tWrapped = append(tWrapped, call(b, wrapped))
+				} else {
+					tWrapped = append(tWrapped, call(b, wrapped))
+					tBare = append(tBare, call(b, bare))
+				}
+			}
+			mb, mw := median(tBare), median(tWrapped)
+			b.ReportMetric(float64(mb.Nanoseconds()), "bare-ns/call")
+			b.ReportMetric(float64(mw.Nanoseconds()), "wrapped-ns/call")
+			b.ReportMetric(100*float64(mw-mb)/float64(mb), "overhead-%")
+		})
+	}
+}
+
+// median returns the median of ds, reordering them.
+func median(ds []time.Duration) time.Duration {
+	slices.Sort(ds)
+	return ds[len(ds)/2]
 }
