@@ -106,16 +106,21 @@ func TestRetryAttemptTimeout(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			srv, addr := startServer(t)
 			var w waits
-			opts := rfgrpc.RetryOptions{Policy: fastPolicy(&w), AttemptTimeout: 50 * time.Millisecond}
+			opts := rfgrpc.RetryOptions{Policy: fastPolicy(&w), AttemptTimeout: 250 * time.Millisecond}
 			if idempotent {
 				opts.Idempotent = rfgrpc.Methods(unaryMethod)
 			}
 			r := newRetrier(t, opts)
 			client := dial(t, addr, []grpc.UnaryClientInterceptor{r.Unary}, nil)
+			ctx := bounded(t)
+			// Connect first, so that the attempt timeout is spent on
+			// the call alone.
+			_, err := client.EmptyCall(ctx, &grpc_testing.Empty{})
+			require.NoError(t, err, "EmptyCall")
 			srv.script(answer{hang: true})
-			_, err := client.UnaryCall(bounded(t), &grpc_testing.SimpleRequest{})
+			_, err = client.UnaryCall(ctx, &grpc_testing.SimpleRequest{})
 			assert.Equal(t, wantCode, status.Code(err), "UnaryCall() = %v", err)
-			assert.Equal(t, wantHits, srv.hits.Load(), "server hits")
+			assert.Equal(t, 1+wantHits, srv.hits.Load(), "server hits")
 		})
 	}
 }
