@@ -28,7 +28,10 @@ type BreakerOptions struct {
 	// is not consulted for calls whose context the caller canceled, which
 	// are never counted, nor for OK, which is a success. Errors that carry
 	// no gRPC status count as UNKNOWN. A Failure is then still subject to
-	// the group's Settings.IsFailure. Default [DefaultClassify]. It runs on
+	// the group's Settings.IsFailure. An Excluded call is reported to the
+	// breaker as a cancellation, so a group with Settings.CountCanceled
+	// set counts it as a failure; a value that is none of the three
+	// Outcomes counts as a Failure. Default [DefaultClassify]. It runs on
 	// the calling goroutine (for a stream, the one that sees it end) and
 	// must be safe for concurrent use.
 	Classify func(codes.Code) Outcome
@@ -53,10 +56,10 @@ func MethodKey(_ context.Context, method string, _ *grpc.ClientConn) string { re
 // [Breaker.Stream], that send each call through the breaker of a
 // breaker.Group picked by [BreakerOptions.Key]:
 //
-//	b := grpc.NewBreaker(group, grpc.BreakerOptions{})
-//	conn, err := grpcgo.NewClient(target,
-//		grpcgo.WithChainUnaryInterceptor(b.Unary),
-//		grpcgo.WithChainStreamInterceptor(b.Stream))
+//	b := rfgrpc.NewBreaker(group, rfgrpc.BreakerOptions{})
+//	conn, err := grpc.NewClient(target,
+//		grpc.WithChainUnaryInterceptor(b.Unary),
+//		grpc.WithChainStreamInterceptor(b.Stream))
 //
 // A call the breaker rejects never reaches the network: it fails at once
 // with a status error of code UNAVAILABLE that also matches breaker.ErrOpen

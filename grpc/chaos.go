@@ -28,8 +28,8 @@ type ChaosOptions struct {
 // a [Breaker], so that injected faults pass through both exactly as real
 // ones would:
 //
-//	conn, err := grpcgo.NewClient(target,
-//		grpcgo.WithChainUnaryInterceptor(r.Unary, b.Unary, c.Unary))
+//	conn, err := grpc.NewClient(target,
+//		grpc.WithChainUnaryInterceptor(r.Unary, b.Unary, c.Unary))
 //
 // For each call (for a stream, when it is opened) the injector decides:
 //

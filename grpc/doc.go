@@ -57,14 +57,15 @@
 // The breaker judges a call by its status code ([DefaultClassify], or
 // BreakerOptions.Classify):
 //
-//	code                                                    counts as
-//	OK                                                      success
-//	UNAVAILABLE, RESOURCE_EXHAUSTED, DEADLINE_EXCEEDED,
-//	INTERNAL, UNKNOWN, DATA_LOSS                            failure
-//	INVALID_ARGUMENT, NOT_FOUND, ALREADY_EXISTS,
+//	status code                                               counts as
+//	OK                                                        success
+//	UNAVAILABLE, RESOURCE_EXHAUSTED, DEADLINE_EXCEEDED,       failure
+//	INTERNAL, UNKNOWN, DATA_LOSS
+//	INVALID_ARGUMENT, NOT_FOUND, ALREADY_EXISTS,              success: the dependency answered
 //	PERMISSION_DENIED, UNAUTHENTICATED, FAILED_PRECONDITION,
-//	ABORTED, OUT_OF_RANGE, UNIMPLEMENTED                    success: the dependency answered
-//	CANCELED, and any call whose context the caller canceled not counted
+//	ABORTED, OUT_OF_RANGE, UNIMPLEMENTED
+//	CANCELED                                                  not counted
+//	any code, when the caller canceled the call's context     not counted
 //
 // # Errors
 //

@@ -53,7 +53,7 @@ type RetryOptions struct {
 	AttemptTimeout time.Duration
 }
 
-// Methods returns an [RetryOptions.Idempotent] function that accepts
+// Methods returns a [RetryOptions.Idempotent] function that accepts
 // exactly the full method names given, such as
 // "/grpc.testing.TestService/UnaryCall".
 func Methods(names ...string) func(method string) bool {
@@ -72,10 +72,10 @@ func Methods(names ...string) func(method string) bool {
 // Put it outside a [Breaker], so that every attempt passes through the
 // breaker and an open breaker's wait is honoured:
 //
-//	conn, err := grpcgo.NewClient(target,
-//		grpcgo.WithChainUnaryInterceptor(r.Unary, b.Unary),
-//		grpcgo.WithChainStreamInterceptor(r.Stream, b.Stream),
-//		grpcgo.WithDisableRetry())
+//	conn, err := grpc.NewClient(target,
+//		grpc.WithChainUnaryInterceptor(r.Unary, b.Unary),
+//		grpc.WithChainStreamInterceptor(r.Stream, b.Stream),
+//		grpc.WithDisableRetry())
 //
 // (gRPC's own retries, configured through a service config, would add
 // attempts the Policy's Budget does not see; turn them off.)
