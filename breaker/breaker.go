@@ -98,8 +98,9 @@ type Breaker struct {
 	trip    string                     // why the last ReadyToTrip said yes
 	wait    time.Duration              // the current (or last) open wait
 	probeAt time.Time                  // when the current open wait ends
-	timer   *time.Timer                // ends the current open wait
+	timer   *time.Timer                // ends the open wait, or the half-open deadline
 	bo      backoff.ExponentialBackOff // doubles the open wait, without jitter
+	tripNow bool                       // makes shouldTrip say yes (probeTimedOut)
 	// Changes waiting for delivery to OnStateChange and Logger, and
 	// whether some goroutine is delivering them.
 	queue      []change
@@ -347,8 +348,38 @@ func (b *Breaker) admitProbe(w uint64) (t ticket, oe *OpenError, again bool) {
 		return ticket{}, oe, false
 	}
 	gen := b.gbGen
+	if b.timer == nil && b.state == HalfOpen {
+		// The round's first probe starts the half-open deadline.
+		epoch := b.epoch
+		b.timer = time.AfterFunc(b.s.HalfOpenTimeout, func() { b.probeTimedOut(epoch) })
+	}
 	b.unlockAndDeliver()
 	return ticket{word: w, probe: done, gen: gen}, nil, false
+}
+
+// probeTimedOut ends the HalfOpen state of epoch whose probes did not all
+// report back within Settings.HalfOpenTimeout: the missing probes count as
+// failed, and the breaker opens again for its next wait. Their slots go
+// with the gobreaker that held them, whose late outcomes settleProbe
+// ignores.
+func (b *Breaker) probeTimedOut(epoch uint64) {
+	b.mu.Lock()
+	if b.epoch != epoch || b.state != HalfOpen {
+		b.mu.Unlock()
+		return
+	}
+	b.timer = nil
+	// A fresh gobreaker, tripped by one failure, is in its Open state,
+	// from which the next round probes as usual.
+	b.newGobreaker()
+	b.tripNow = true
+	if done, err := b.gb.Allow(); err == nil {
+		done(errFailed)
+	}
+	b.tripNow = false
+	b.moves = b.moves[:0]
+	b.enterOpen("probe timed out")
+	b.unlockAndDeliver()
 }
 
 // settle counts the outcome of an admitted call.
@@ -423,6 +454,9 @@ func (b *Breaker) settleProbe(t ticket, vd verdict) {
 // shouldTrip is gobreaker's ReadyToTrip: it judges our own counts, not
 // gobreaker's. It runs under mu.
 func (b *Breaker) shouldTrip() bool {
+	if b.tripNow {
+		return true
+	}
 	if n := b.consec.Load(); n >= uint64(b.s.ConsecutiveFailures) {
 		b.trip = strconv.FormatUint(n, 10) + " consecutive failures"
 		return true
@@ -619,8 +653,8 @@ type Snapshot struct {
 	Since time.Time
 	// Reason says why the breaker entered State: "created",
 	// "5 consecutive failures", "failure ratio 12/20", "open wait over",
-	// "probe failed", "probes succeeded", "released", or "forced open: "
-	// or "forced closed: " and the operator's reason.
+	// "probe failed", "probe timed out", "probes succeeded", "released",
+	// or "forced open: " or "forced closed: " and the operator's reason.
 	Reason string
 	// Requests, Failures and SlowCalls are counted over the window
 	// (SlowCalls are also Failures). They start afresh when the breaker

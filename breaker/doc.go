@@ -31,7 +31,10 @@
 //     has passed; then the breaker moves to HalfOpen.
 //   - HalfOpen: up to Settings.HalfOpenRequests probe calls go through and
 //     the rest are rejected. If all probes succeed the breaker closes; if
-//     one fails it opens again, for a longer wait.
+//     one fails it opens again, for a longer wait. A probe that has not
+//     finished Settings.HalfOpenTimeout (default 60s) after the round's
+//     first probe went counts as failed, so a hung probe cannot hold the
+//     breaker half-open.
 //   - ForcedOpen and ForcedClosed: set by an operator, see below.
 //
 // # When the breaker trips

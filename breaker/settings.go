@@ -55,6 +55,15 @@ type Settings struct {
 	// failure opens it again. Default 1.
 	HalfOpenRequests int
 
+	// HalfOpenTimeout bounds how long the HalfOpen state waits for its
+	// probes, counted from the moment the first probe of the round is
+	// admitted. A probe still unfinished then (hung, or admitted by
+	// [Breaker.Allow] and never reported with Done) counts as failed: the
+	// breaker opens again for its next, longer wait, and the probe's late
+	// outcome is ignored. A HalfOpen state that admits no probe does not
+	// time out. Default 60s.
+	HalfOpenTimeout time.Duration
+
 	// Ramp, if set, is how long the breaker takes after it closes again
 	// to let all calls through: the share it admits rises linearly from
 	// 10% to 100% over Ramp, and calls held back get an [*OpenError].
@@ -110,6 +119,7 @@ const (
 	defaultOpenTimeout         = 30 * time.Second
 	defaultMaxOpenFactor       = 10
 	defaultHalfOpenRequests    = 1
+	defaultHalfOpenTimeout     = 60 * time.Second
 
 	windowBuckets = 10
 	minWindow     = 100 * time.Millisecond
@@ -175,6 +185,12 @@ func (s Settings) normalize() (Settings, error) {
 		return s, invalid("Settings.HalfOpenRequests must be in [0,%d], got %d", uint32(math.MaxUint32), s.HalfOpenRequests)
 	case s.HalfOpenRequests == 0:
 		s.HalfOpenRequests = defaultHalfOpenRequests
+	}
+	switch {
+	case s.HalfOpenTimeout < 0:
+		return s, invalid("Settings.HalfOpenTimeout must not be negative, got %v", s.HalfOpenTimeout)
+	case s.HalfOpenTimeout == 0:
+		s.HalfOpenTimeout = defaultHalfOpenTimeout
 	}
 	if s.Ramp < 0 {
 		return s, invalid("Settings.Ramp must not be negative, got %v", s.Ramp)

@@ -40,8 +40,11 @@ type Permit struct {
 //
 // A Permit whose Done is never called leaves no lasting mark in the Closed
 // state: the call is simply not counted. In the HalfOpen state the Permit
-// holds one of the Settings.HalfOpenRequests probe slots, which stays
-// taken until the breaker leaves the HalfOpen state.
+// holds one of the Settings.HalfOpenRequests probe slots; the slot is
+// taken back when the half-open deadline (Settings.HalfOpenTimeout)
+// passes, which counts the lost probe as failed and opens the breaker
+// again for its next, longer wait. A Done that comes after that is
+// ignored.
 func (b *Breaker) Allow(ctx context.Context) (Permit, error) {
 	select {
 	case <-ctx.Done():
