@@ -556,7 +556,7 @@ func (b *Breaker) enterClosed(reason string) {
 // until [Breaker.Release]. The reason is logged and kept in the snapshot.
 func (b *Breaker) ForceOpen(reason string) {
 	b.mu.Lock()
-	b.reject.Store(&OpenError{Name: b.s.Name, State: ForcedOpen, limit: b.s.OpenTimeout})
+	b.reject.Store(&OpenError{Name: b.s.Name, State: ForcedOpen})
 	b.probeAt = time.Time{}
 	b.setMode(modeForcedOpen, ForcedOpen, "forced open: "+reason)
 	b.unlockAndDeliver()

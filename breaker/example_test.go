@@ -70,10 +70,14 @@ func ExampleOpenError() {
 	})
 	var oe *breaker.OpenError
 	if errors.As(err, &oe) {
-		fmt.Println(oe.Name, oe.State, oe.RetryAfter())
+		if oe.Forced() {
+			fmt.Println(oe.Name, oe.State, "until an operator releases it")
+		} else {
+			fmt.Println(oe.Name, oe.State, "retry after", oe.RetryAfter())
+		}
 	}
 	// Output:
-	// search forced-open 1m0s
+	// search forced-open until an operator releases it
 }
 
 func ExampleBreaker_ForceOpen() {

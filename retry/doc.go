@@ -30,6 +30,9 @@
 //
 //   - the error is wrapped by [Permanent] (or by backoff.Permanent from
 //     github.com/cenkalti/backoff/v4), or is context.Canceled;
+//   - the error, or one it wraps, has a method Forced() bool that reports
+//     true: an operator's decision, such as a circuit breaker forced open
+//     (breaker.OpenError has it), which no wait can outlast;
 //   - Policy.IsRetryable returns false for the error;
 //   - the context is done;
 //   - the attempts allowed by Policy.MaxAttempts are used up;

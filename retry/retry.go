@@ -91,6 +91,20 @@ type retryAfterer interface {
 	RetryAfter() time.Duration
 }
 
+// forcer is implemented by errors that can report a rejection an operator
+// ordered, such as a circuit breaker forced open: retrying it cannot help
+// until the operator changes their mind.
+type forcer interface {
+	Forced() bool
+}
+
+// isForced reports whether err, or an error it wraps, reports that it was
+// forced.
+func isForced(err error) bool {
+	var f forcer
+	return errors.As(err, &f) && f.Forced()
+}
+
 // requestedDelay returns the positive delay err asks for, if any.
 func requestedDelay(err error) (time.Duration, bool) {
 	var ra retryAfterer
@@ -107,7 +121,9 @@ func requestedDelay(err error) (time.Duration, bool) {
 // allocates nor reads the clock (unless MaxElapsed or a Throttle is set).
 //
 // After a failed attempt Do does not retry when the error is wrapped by
-// Permanent, is context.Canceled, or is rejected by Policy.IsRetryable;
+// Permanent, is context.Canceled, has a Forced method that reports true (a
+// circuit breaker forced open by an operator), or is rejected by
+// Policy.IsRetryable;
 // when ctx is done; when MaxAttempts is reached; when the next wait would
 // end at or after ctx's deadline or beyond MaxElapsed; when the Budget is
 // exhausted; or when the error asks for a delay (a RetryAfter method, as on
@@ -178,7 +194,7 @@ func retrying[T any](ctx context.Context, pv Policy, fn func(context.Context) (T
 
 // retryable applies the built-in rules and then p.IsRetryable.
 func retryable(p *Policy, err error) bool {
-	if isPermanent(err) || errors.Is(err, context.Canceled) {
+	if isPermanent(err) || errors.Is(err, context.Canceled) || isForced(err) {
 		return false
 	}
 	if p.IsRetryable != nil {
