@@ -101,7 +101,7 @@ type Breaker struct {
 	timer   *time.Timer                // ends the open wait, or the half-open deadline
 	bo      backoff.ExponentialBackOff // doubles the open wait, without jitter
 	tripNow bool                       // makes shouldTrip say yes (probeTimedOut)
-	// Changes waiting for delivery to OnStateChange and Logger, and
+	// Changes waiting for delivery to OnChange and Logger, and
 	// whether some goroutine is delivering them.
 	queue      []change
 	delivering bool
@@ -633,9 +633,6 @@ func (b *Breaker) deliver(c change) {
 			slog.String("from", c.from.String()),
 			slog.String("to", c.to.String()),
 			slog.String("reason", c.reason))
-	}
-	if f := b.s.OnStateChange; f != nil {
-		f(b.s.Name, c.from, c.to)
 	}
 	if f := b.s.OnChange; f != nil {
 		f(Change{Name: b.s.Name, From: c.from, To: c.to, Reason: c.reason, At: c.at})

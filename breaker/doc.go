@@ -88,11 +88,11 @@
 //
 // # Callbacks and logs
 //
-// Settings.OnStateChange is called after each state change,
-// Settings.OnChange receives each change as a [Change] with its reason and
-// time, and Settings.Logger, if set, logs each change with its reason (Warn
-// when the breaker opens). None is ever called while the breaker holds a lock,
-// so a callback may read or even call through the breaker. Changes are
+// Settings.OnChange receives each change as a [Change] with its states,
+// reason and time, and Settings.Logger, if set, logs each change with its
+// reason (Warn when the breaker opens). Neither is ever called while the
+// breaker holds a lock, so a callback may read or even call through the
+// breaker. Changes are
 // delivered one at a time, in order, on the goroutine of the call that
 // caused them or of one already delivering earlier changes; a call that
 // causes a change may therefore return before its callback has run. The

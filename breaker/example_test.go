@@ -29,7 +29,8 @@ func Example() {
 	b, err := breaker.New(breaker.Settings{
 		Name:                "inventory",
 		ConsecutiveFailures: 3,
-		OnStateChange: func(name string, from, to breaker.State) {
+		OnChange: func(c breaker.Change) {
+			name, from, to := c.Name, c.From, c.To
 			fmt.Printf("%s: %v -> %v\n", name, from, to)
 		},
 	})

@@ -83,22 +83,15 @@ type Settings struct {
 	// It runs on the calling goroutine and must be safe for concurrent use.
 	IsFailure func(err error) bool
 
-	// OnStateChange, if set, is called after every state change. It is
-	// never called while the breaker holds a lock, so it may use the
+	// OnChange, if set, is called after every state change with a [Change]
+	// that carries the states, the reason and the time of the change. It
+	// is never called while the breaker holds a lock, so it may use the
 	// breaker. Calls are made one at a time and in the order of the
 	// changes, on the goroutine whose call caused the change (or on one
 	// that was already delivering earlier changes); the move from Open to
 	// HalfOpen, which no call causes, is delivered on the goroutine of the
-	// breaker's timer. The reason for a change is passed to OnChange and
-	// logged; [Breaker.Snapshot] shows it too, but by the time the
-	// callback runs a later change may have replaced it there.
-	OnStateChange func(name string, from, to State)
-
-	// OnChange, if set, is called after every state change with a [Change]
-	// that carries the reason and the time of the change. It is delivered
-	// like OnStateChange: never while the breaker holds a lock, one change
-	// at a time, in order, right after OnStateChange for the same change.
-	// Default nil.
+	// breaker's timer, and so is the move from HalfOpen to Open when the
+	// half-open deadline passes. Default nil.
 	OnChange func(Change)
 
 	// Logger, if set, receives one record per state change: Warn when the
