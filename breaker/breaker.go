@@ -79,8 +79,9 @@ type Breaker struct {
 	consec atomic.Uint64
 	_      [64]byte
 
-	s   Settings // normalized; read-only
-	win *window.Window
+	s     Settings // normalized; read-only
+	win   *window.Window
+	calls *inflight // calls in flight; nil unless the breaker is a Group's
 
 	mu sync.Mutex // guards the fields below, and every call into gb
 	// gb decides half-open admission and the transitions out of Closed
@@ -231,6 +232,9 @@ func call[T any](ctx context.Context, b *Breaker, fn func(context.Context) (T, e
 	if oe != nil {
 		var zero T
 		return zero, oe
+	}
+	if b.calls != nil {
+		b.calls.add(1)
 	}
 	var start time.Time
 	if b.s.SlowCall > 0 {
@@ -384,6 +388,9 @@ func (b *Breaker) probeTimedOut(epoch uint64) {
 
 // settle counts the outcome of an admitted call.
 func (b *Breaker) settle(t ticket, start time.Time, vd verdict) {
+	if b.calls != nil {
+		b.calls.add(-1)
+	}
 	slow := false
 	if b.s.SlowCall > 0 && vd != excluded && time.Since(start) >= b.s.SlowCall {
 		slow = true
@@ -457,7 +464,7 @@ func (b *Breaker) shouldTrip() bool {
 	if b.tripNow {
 		return true
 	}
-	if n := b.consec.Load(); n >= uint64(b.s.ConsecutiveFailures) {
+	if n := b.consecutive(); n >= uint64(b.s.ConsecutiveFailures) {
 		b.trip = strconv.FormatUint(n, 10) + " consecutive failures"
 		return true
 	}
@@ -471,6 +478,27 @@ func (b *Breaker) shouldTrip() bool {
 		return true
 	}
 	return false
+}
+
+// consecutive returns the failures in a row that are still in the window:
+// failures that have left it no longer count, so a run of failures
+// decays with the window instead of waiting for a success. Once none is
+// left, it clears the run.
+func (b *Breaker) consecutive() uint64 {
+	n := b.consec.Load()
+	if n == 0 {
+		return 0
+	}
+	f := b.win.Sum(countFailures)
+	if f >= n {
+		return n
+	}
+	if f == 0 {
+		// A failure racing with this has added to the window before
+		// adding to consec, so it either fails the swap or adds after it.
+		b.consec.CompareAndSwap(n, 0)
+	}
+	return f
 }
 
 // applyMoves applies the transitions gobreaker reported. The caller holds
@@ -659,7 +687,8 @@ type Snapshot struct {
 	Requests, Failures, SlowCalls uint64
 	// FailureRatio is Failures/Requests, or 0 without requests.
 	FailureRatio float64
-	// ConsecutiveFailures counts the failures since the last success.
+	// ConsecutiveFailures counts the failures since the last success
+	// that are still in the window.
 	ConsecutiveFailures uint64
 	// Ramping reports whether the breaker is Closed but still ramping up.
 	Ramping bool
@@ -696,7 +725,7 @@ func (b *Breaker) Snapshot() Snapshot {
 	sn.Requests = b.win.Sum(countRequests)
 	sn.Failures = b.win.Sum(countFailures)
 	sn.SlowCalls = b.win.Sum(countSlow)
-	sn.ConsecutiveFailures = b.consec.Load()
+	sn.ConsecutiveFailures = b.consecutive()
 	if sn.Requests > 0 {
 		sn.FailureRatio = float64(sn.Failures) / float64(sn.Requests)
 	}

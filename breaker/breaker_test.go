@@ -137,10 +137,17 @@ func TestTripConditions(t *testing.T) {
 			wantTrip: 6,
 		},
 		{
-			name:     "consecutive failures older than the window still trip",
+			name:     "consecutive failures that left the window do not trip",
 			s:        Settings{Window: time.Second, ConsecutiveFailures: 3},
 			outcomes: "FFF",
 			gap:      2 * time.Second,
+			wantTrip: 0,
+		},
+		{
+			name:     "consecutive failures across buckets of the window trip",
+			s:        Settings{Window: time.Second, ConsecutiveFailures: 3},
+			outcomes: "FFF",
+			gap:      300 * time.Millisecond,
 			wantTrip: 3,
 		},
 		{

@@ -41,8 +41,9 @@
 //
 // In the Closed state a breaker trips on whichever comes first:
 //
-//   - Settings.ConsecutiveFailures failures in a row (default 5), however
-//     far apart in time; a success resets the run.
+//   - Settings.ConsecutiveFailures failures in a row (default 5) within
+//     the window; a success resets the run, and failures that have left
+//     the window no longer count towards it.
 //   - A failure ratio of at least Settings.FailureRatio (default 0.5) over
 //     the rolling Settings.Window (default 60s), once the window holds at
 //     least Settings.MinRequests calls (default 20).

@@ -30,8 +30,10 @@ type Settings struct {
 	FailureRatio float64
 
 	// ConsecutiveFailures trips the breaker when this many calls fail in a
-	// row, however they fall across window buckets. The breaker trips on
-	// whichever of the two conditions is met first. Default 5.
+	// row within the window, however they fall across its buckets;
+	// failures that have left the window no longer count towards the run.
+	// The breaker trips on whichever of the two conditions is met first.
+	// Default 5.
 	ConsecutiveFailures int
 
 	// SlowCall makes a call that takes at least this long count as a

@@ -44,7 +44,9 @@ type Permit struct {
 // taken back when the half-open deadline (Settings.HalfOpenTimeout)
 // passes, which counts the lost probe as failed and opens the breaker
 // again for its next, longer wait. A Done that comes after that is
-// ignored.
+// ignored. A breaker of a [Group] counts a Permit as a call in flight
+// until its Done, and the group never evicts a breaker with calls in
+// flight: a Permit that is never done keeps its breaker in the group.
 func (b *Breaker) Allow(ctx context.Context) (Permit, error) {
 	select {
 	case <-ctx.Done():
@@ -54,6 +56,9 @@ func (b *Breaker) Allow(ctx context.Context) (Permit, error) {
 	t, oe := b.admit()
 	if oe != nil {
 		return Permit{}, oe
+	}
+	if b.calls != nil {
+		b.calls.add(1)
 	}
 	p := Permit{b: b, t: t}
 	if b.s.SlowCall > 0 {
