@@ -29,7 +29,8 @@ func Example() {
 	b, err := breaker.New(breaker.Settings{
 		Name:                "inventory",
 		ConsecutiveFailures: 3,
-		OnStateChange: func(name string, from, to breaker.State) {
+		OnChange: func(c breaker.Change) {
+			name, from, to := c.Name, c.From, c.To
 			fmt.Printf("%s: %v -> %v\n", name, from, to)
 		},
 	})
@@ -70,10 +71,14 @@ func ExampleOpenError() {
 	})
 	var oe *breaker.OpenError
 	if errors.As(err, &oe) {
-		fmt.Println(oe.Name, oe.State, oe.RetryAfter())
+		if oe.Forced() {
+			fmt.Println(oe.Name, oe.State, "until an operator releases it")
+		} else {
+			fmt.Println(oe.Name, oe.State, "retry after", oe.RetryAfter())
+		}
 	}
 	// Output:
-	// search forced-open 1m0s
+	// search forced-open until an operator releases it
 }
 
 func ExampleBreaker_ForceOpen() {

@@ -40,8 +40,13 @@ type Permit struct {
 //
 // A Permit whose Done is never called leaves no lasting mark in the Closed
 // state: the call is simply not counted. In the HalfOpen state the Permit
-// holds one of the Settings.HalfOpenRequests probe slots, which stays
-// taken until the breaker leaves the HalfOpen state.
+// holds one of the Settings.HalfOpenRequests probe slots; the slot is
+// taken back when the half-open deadline (Settings.HalfOpenTimeout)
+// passes, which counts the lost probe as failed and opens the breaker
+// again for its next, longer wait. A Done that comes after that is
+// ignored. A breaker of a [Group] counts a Permit as a call in flight
+// until its Done, and the group never evicts a breaker with calls in
+// flight: a Permit that is never done keeps its breaker in the group.
 func (b *Breaker) Allow(ctx context.Context) (Permit, error) {
 	select {
 	case <-ctx.Done():
@@ -51,6 +56,9 @@ func (b *Breaker) Allow(ctx context.Context) (Permit, error) {
 	t, oe := b.admit()
 	if oe != nil {
 		return Permit{}, oe
+	}
+	if b.calls != nil {
+		b.calls.add(1)
 	}
 	p := Permit{b: b, t: t}
 	if b.s.SlowCall > 0 {
