@@ -75,8 +75,8 @@ func MethodKey(_ context.Context, method string, _ *grpc.ClientConn) string { re
 // response, or when its context ends first (a cancellation is not
 // counted; a passed deadline is judged as DEADLINE_EXCEEDED). A stream the
 // caller abandons without either, which gRPC itself forbids, is not
-// counted; in the HalfOpen state it keeps its probe slot until the breaker
-// leaves that state.
+// counted; in the HalfOpen state it keeps its probe slot until the
+// breaker's half-open deadline (Settings.HalfOpenTimeout) takes it back.
 //
 // A Breaker is safe for concurrent use. It holds no state of its own
 // beyond its group and options, and starts no goroutines.

@@ -301,31 +301,47 @@ func TestRetryClientStream(t *testing.T) {
 		srv, addr := startServer(t)
 		var w waits
 		r := newRetrier(t, rfgrpc.RetryOptions{Policy: fastPolicy(&w)})
-		// The breaker rejects the first opening; its wait is short
-		// enough for the retry to wait it out.
-		g, changes := newGroup(t, breaker.Settings{ConsecutiveFailures: 1, OpenTimeout: time.Millisecond})
-		g.Get(addr).ForceOpen("test")
-		b := rfgrpc.NewBreaker(g, rfgrpc.BreakerOptions{})
+		// The first opening fails as a dead connection would, before
+		// reaching the server.
 		opened := 0
-		release := func(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
+		failFirst := func(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
 			opened++
-			if opened == 2 {
-				g.Get(addr).Release()
+			if opened == 1 {
+				return nil, status.Error(codes.Unavailable, "connection refused")
 			}
 			return streamer(ctx, desc, cc, method, opts...)
 		}
-		client := dial(t, addr, nil, []grpc.StreamClientInterceptor{r.Stream, release, b.Stream})
-		ctx := bounded(t)
-		st, err := client.StreamingInputCall(ctx)
+		client := dial(t, addr, nil, []grpc.StreamClientInterceptor{r.Stream, failFirst})
+		st, err := client.StreamingInputCall(bounded(t))
 		require.NoError(t, err, "StreamingInputCall")
-		await(ctx, t, changes, breaker.Closed)
 		require.NoError(t, st.Send(&grpc_testing.StreamingInputCallRequest{}), "Send")
 		resp, err := st.CloseAndRecv()
 		require.NoError(t, err, "CloseAndRecv")
 		assert.Equal(t, int32(1), resp.AggregatedPayloadSize, "messages the server saw")
 		assert.Equal(t, 2, opened, "openings")
+		assert.Equal(t, []time.Duration{time.Millisecond}, w.get(), "waits before retries")
 		assert.Equal(t, int64(1), srv.hits.Load(), "server hits")
 	})
+}
+
+func TestRetryStopsAtAForcedOpenBreaker(t *testing.T) {
+	srv, addr := startServer(t)
+	g, _ := newGroup(t, breaker.Settings{})
+	g.Get(addr).ForceOpen("maintenance")
+	b := rfgrpc.NewBreaker(g, rfgrpc.BreakerOptions{})
+	var w waits
+	r := newRetrier(t, rfgrpc.RetryOptions{Policy: fastPolicy(&w)})
+	client := dial(t, addr, []grpc.UnaryClientInterceptor{r.Unary, b.Unary}, []grpc.StreamClientInterceptor{r.Stream, b.Stream})
+	ctx := bounded(t)
+	_, err := client.UnaryCall(ctx, &grpc_testing.SimpleRequest{})
+	require.ErrorIs(t, err, breaker.ErrOpen, "UnaryCall")
+	assert.Equal(t, codes.Unavailable, status.Code(err), "status.Code(UnaryCall)")
+	st, err := client.StreamingOutputCall(ctx, &grpc_testing.StreamingOutputCallRequest{})
+	require.NoError(t, err, "StreamingOutputCall")
+	_, err = st.Recv()
+	require.ErrorIs(t, err, breaker.ErrOpen, "Recv")
+	assert.Empty(t, w.get(), "waits before retries")
+	assert.Zero(t, srv.hits.Load(), "server hits")
 }
 
 func TestNewRetrierRejectsInvalidOptions(t *testing.T) {
