@@ -87,7 +87,8 @@ func Methods(names ...string) func(method string) bool {
 // accepts, and then under the rules of retry.Do: attempts, deadline,
 // MaxElapsed, Budget, Throttle, Policy.IsRetryable. A call rejected by a
 // Breaker inside has code UNAVAILABLE and is retried after the breaker's
-// RetryAfter.
+// RetryAfter, unless an operator forced the breaker open, which ends the
+// retries at once.
 //
 // A server may answer with the trailer grpc-retry-pushback-ms
 // ([PushbackKey]). A non-negative whole number of milliseconds is honoured
