@@ -108,8 +108,9 @@ func Methods(names ...string) func(method string) bool {
 // first message arrives, when the stream ends cleanly without one, or when
 // Header returns headers; after that the stream is committed and its
 // errors come back unchanged. Until it is opened, SendMsg and CloseSend
-// only record the request, Trailer returns nil and Context returns the
-// caller's context. A client-streaming or bidirectional stream is retried
+// only record the request (a second request fails with INTERNAL), Trailer
+// returns nil and Context returns the caller's context; a stream the
+// caller never receives from never sends its request. A client-streaming or bidirectional stream is retried
 // only while opening it fails, before any message was sent: replaying
 // what the caller sent would need a buffer as large as the stream, so
 // once it is open its errors come back unchanged. For the Budget and the
@@ -118,14 +119,15 @@ func Methods(names ...string) func(method string) bool {
 // # Errors
 //
 // When the call succeeds the interceptors return nil. When retrying ends
-// because the code is not retried, the attempts are used up or the server
-// asked not to be retried, they return the last attempt's error
-// unchanged. When it ends early for a reason of the retry's own (Budget
-// spent, Throttle refusal, a wait that would cross the deadline or that
-// the context cut short), they return the *retry.Error, which matches that
-// reason with errors.Is and whose status (status.Code, status.FromError)
-// is still the last attempt's. A Throttle refusal of the first attempt,
-// which made no attempt, has code UNAVAILABLE and matches
+// because the code is not retried, the attempts are used up, MaxElapsed or
+// Policy.IsRetryable says so, or the server (or an open breaker) asked for
+// no retry or for a delay too long to wait, they return the last attempt's
+// error unchanged. When it ends early for a reason of the retry's own
+// (Budget spent, Throttle refusal, a wait that would cross the deadline or
+// that the context cut short), they return the *retry.Error, which matches
+// that reason with errors.Is and whose status (status.Code,
+// status.FromError) is still the last attempt's. A Throttle refusal of the
+// first attempt, which made no attempt, has code UNAVAILABLE and matches
 // retry.ErrThrottled.
 //
 // A Retrier is safe for concurrent use. Callbacks run on the calling
