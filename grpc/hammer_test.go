@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"net"
 	"sync"
 	"testing"
 	"time"
@@ -126,4 +127,30 @@ func TestRetryHeaderOfAFailingStream(t *testing.T) {
 	_, err = st.Recv()
 	assert.Equal(t, codes.Unavailable, status.Code(err), "Recv() = %v", err)
 	assert.Equal(t, int64(3), srv.hits.Load(), "server hits")
+}
+
+func TestBreakerOpensWhenTheServerIsGone(t *testing.T) {
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err, "Listen")
+	gs := grpc.NewServer()
+	grpc_testing.RegisterTestServiceServer(gs, &server{})
+	go gs.Serve(lis)
+	t.Cleanup(gs.Stop)
+	addr := lis.Addr().String()
+
+	g, _ := newGroup(t, breaker.Settings{ConsecutiveFailures: 2, OpenTimeout: time.Hour})
+	b := rfgrpc.NewBreaker(g, rfgrpc.BreakerOptions{})
+	client := dial(t, addr, []grpc.UnaryClientInterceptor{b.Unary}, nil)
+	ctx := bounded(t)
+	_, err = client.UnaryCall(ctx, &grpc_testing.SimpleRequest{})
+	require.NoError(t, err, "UnaryCall(server up)")
+
+	gs.Stop() // connections refused from now on
+	for i := range 2 {
+		_, err := client.UnaryCall(ctx, &grpc_testing.SimpleRequest{})
+		require.Equal(t, codes.Unavailable, status.Code(err), "UnaryCall %d (server gone) = %v", i, err)
+		require.NotErrorIs(t, err, breaker.ErrOpen, "UnaryCall %d (server gone)", i)
+	}
+	_, err = client.UnaryCall(ctx, &grpc_testing.SimpleRequest{})
+	require.ErrorIs(t, err, breaker.ErrOpen, "UnaryCall(after the trip)")
 }
