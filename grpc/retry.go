@@ -31,12 +31,14 @@ type RetryOptions struct {
 
 	// Codes are the status codes retried for every method. Default
 	// UNAVAILABLE and RESOURCE_EXHAUSTED, which say that the call was not
-	// processed or was refused for load. OK is not a valid entry.
+	// processed or was refused for load. An empty, non-nil list retries
+	// no code. OK is not a valid entry.
 	Codes []codes.Code
 
 	// IdempotentCodes are the status codes retried only for the methods
 	// Idempotent accepts, since the server may have acted on the call
-	// before it failed. Default DEADLINE_EXCEEDED.
+	// before it failed. Default DEADLINE_EXCEEDED; an empty, non-nil list
+	// retries no extra code.
 	IdempotentCodes []codes.Code
 
 	// Idempotent reports whether a method (its full name,
