@@ -31,15 +31,19 @@
 //     has passed; then the breaker moves to HalfOpen.
 //   - HalfOpen: up to Settings.HalfOpenRequests probe calls go through and
 //     the rest are rejected. If all probes succeed the breaker closes; if
-//     one fails it opens again, for a longer wait.
+//     one fails it opens again, for a longer wait. A probe that has not
+//     finished Settings.HalfOpenTimeout (default 60s) after the round's
+//     first probe went counts as failed, so a hung probe cannot hold the
+//     breaker half-open.
 //   - ForcedOpen and ForcedClosed: set by an operator, see below.
 //
 // # When the breaker trips
 //
 // In the Closed state a breaker trips on whichever comes first:
 //
-//   - Settings.ConsecutiveFailures failures in a row (default 5), however
-//     far apart in time; a success resets the run.
+//   - Settings.ConsecutiveFailures failures in a row (default 5) within
+//     the window; a success resets the run, and failures that have left
+//     the window no longer count towards it.
 //   - A failure ratio of at least Settings.FailureRatio (default 0.5) over
 //     the rolling Settings.Window (default 60s), once the window holds at
 //     least Settings.MinRequests calls (default 20).
@@ -85,11 +89,11 @@
 //
 // # Callbacks and logs
 //
-// Settings.OnStateChange is called after each state change,
-// Settings.OnChange receives each change as a [Change] with its reason and
-// time, and Settings.Logger, if set, logs each change with its reason (Warn
-// when the breaker opens). None is ever called while the breaker holds a lock,
-// so a callback may read or even call through the breaker. Changes are
+// Settings.OnChange receives each change as a [Change] with its states,
+// reason and time, and Settings.Logger, if set, logs each change with its
+// reason (Warn when the breaker opens). Neither is ever called while the
+// breaker holds a lock, so a callback may read or even call through the
+// breaker. Changes are
 // delivered one at a time, in order, on the goroutine of the call that
 // caused them or of one already delivering earlier changes; a call that
 // causes a change may therefore return before its callback has run. The
