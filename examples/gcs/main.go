@@ -219,6 +219,7 @@ func (s Summary) print(w io.Writer) {
 		created += n
 	}
 	row("  objects created", created)
+	row("  writes the service already held (412, not applied again)", s.Duplicates)
 	row("orders lost", len(s.lost()))
 	row("orders applied twice", len(s.twice()))
 	row("outbox at the end (pending, dead letters)", fmt.Sprintf("%d, %d", s.Pending, s.Dead))
