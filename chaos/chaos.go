@@ -33,8 +33,9 @@ type Injector struct {
 	// those slots are dropped by the next Set or Clear.
 	setCalls atomic.Uint64
 
-	// Counters of outcomes. The number of calls is the sum of the slots'
-	// counters, so it needs no counter of its own.
+	// Counters of outcomes. The number of calls is the sum of the
+	// timeline slots' counters and setCalls, so it needs no counter of its
+	// own.
 	passed   atomic.Uint64
 	errs     atomic.Uint64
 	statuses atomic.Uint64
@@ -118,13 +119,13 @@ func (s *slot) init(p Phase, seed uint64, index int) {
 // f is invalid (see [Settings.Validate]); the faults in force then stay as
 // they were. Set is safe to call concurrently with calls and with other
 // calls to Set and Clear; the last one to run wins. On a nil Injector it
-// does nothing and returns nil.
+// only validates f.
 func (in *Injector) Set(f Faults) error {
-	if in == nil {
-		return nil
-	}
 	if err := f.validate("Faults"); err != nil {
 		return err
+	}
+	if in == nil {
+		return nil
 	}
 	s := new(slot)
 	s.init(Phase{Faults: f}, in.seed, 0)

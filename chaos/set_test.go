@@ -112,6 +112,7 @@ func TestSetRejectsInvalidFaults(t *testing.T) {
 func TestSetAndClearOnANilInjector(t *testing.T) {
 	var in *chaos.Injector
 	assert.NoError(t, in.Set(chaos.Faults{ErrorRate: 1}), "Set on a nil Injector")
+	assert.ErrorIs(t, in.Set(chaos.Faults{ErrorRate: 2}), chaos.ErrInvalidSettings, "Set of invalid faults on a nil Injector")
 	in.Clear()
 	assert.NoError(t, in.Inject(context.Background()), "Inject on a nil Injector")
 }
