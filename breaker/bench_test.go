@@ -130,26 +130,40 @@ func BenchmarkDoOpenParallel(b *testing.B) {
 }
 
 func BenchmarkGroupGet(b *testing.B) {
-	g, err := NewGroup(Settings{Name: "bench"}, GroupOptions{})
-	if err != nil {
-		b.Fatalf("NewGroup() error = %v", err)
-	}
-	g.Get("api.example.com")
-	b.ReportAllocs()
-	for b.Loop() {
-		_ = g.Get("api.example.com")
+	for _, keys := range []int{1, 1024} {
+		b.Run(strconv.Itoa(keys)+" keys", func(b *testing.B) {
+			g, err := NewGroup(Settings{Name: "bench"}, GroupOptions{})
+			if err != nil {
+				b.Fatalf("NewGroup() error = %v", err)
+			}
+			for i := range keys - 1 {
+				g.Get("member-" + strconv.Itoa(i))
+			}
+			g.Get("api.example.com")
+			b.ReportAllocs()
+			for b.Loop() {
+				_ = g.Get("api.example.com")
+			}
+		})
 	}
 }
 
 // BenchmarkSyncMapLoad is the yardstick for Group.Get: the lock-free map
 // of the standard library, which Group used before.
 func BenchmarkSyncMapLoad(b *testing.B) {
-	var m sync.Map
-	m.Store("api.example.com", newBench(b))
-	b.ReportAllocs()
-	for b.Loop() {
-		v, _ := m.Load("api.example.com")
-		_ = v.(*Breaker)
+	for _, keys := range []int{1, 1024} {
+		b.Run(strconv.Itoa(keys)+" keys", func(b *testing.B) {
+			var m sync.Map
+			for i := range keys - 1 {
+				m.Store("member-"+strconv.Itoa(i), newBench(b))
+			}
+			m.Store("api.example.com", newBench(b))
+			b.ReportAllocs()
+			for b.Loop() {
+				v, _ := m.Load("api.example.com")
+				_ = v.(*Breaker)
+			}
+		})
 	}
 }
 

@@ -60,8 +60,8 @@ var (
 //
 // A breaker owns no goroutine. It arms timers while it needs them: the
 // window's bucket timer while calls were counted within the last Window,
-// and one timer per open wait. A breaker that is no longer used is garbage
-// once both have run out.
+// one timer per open wait, and one per half-open deadline. A breaker that
+// is no longer used is garbage once they have run out.
 type Breaker struct {
 	_ [64]byte
 	// word is epoch<<modeBits | mode. Every call loads it; it changes
@@ -580,45 +580,6 @@ func (b *Breaker) enterClosed(reason string) {
 	b.setMode(modeClosed, Closed, reason)
 }
 
-// ForceOpen makes the breaker reject every call, whatever the outcomes,
-// until [Breaker.Release]. The reason is logged and kept in the snapshot.
-func (b *Breaker) ForceOpen(reason string) {
-	b.mu.Lock()
-	b.reject.Store(&OpenError{Name: b.s.Name, State: ForcedOpen})
-	b.probeAt = time.Time{}
-	b.setMode(modeForcedOpen, ForcedOpen, "forced open: "+reason)
-	b.unlockAndDeliver()
-}
-
-// ForceClose makes the breaker let every call through until
-// [Breaker.Release]. Outcomes are still counted (and show in the
-// snapshot), but never trip the breaker. The reason is logged and kept in
-// the snapshot.
-func (b *Breaker) ForceClose(reason string) {
-	b.mu.Lock()
-	b.probeAt = time.Time{}
-	b.setMode(modeForcedClosed, ForcedClosed, "forced closed: "+reason)
-	b.unlockAndDeliver()
-}
-
-// Release returns a forced breaker to automatic control in a fresh Closed
-// state: empty counts, the first open wait, no ramp. It does nothing if
-// the breaker is not forced.
-func (b *Breaker) Release() {
-	b.mu.Lock()
-	if b.state != ForcedOpen && b.state != ForcedClosed {
-		b.mu.Unlock()
-		return
-	}
-	b.newGobreaker()
-	b.win.Reset()
-	b.consec.Store(0)
-	b.bo.Reset()
-	b.probeAt, b.wait = time.Time{}, 0
-	b.setMode(modeClosed, Closed, "released")
-	b.unlockAndDeliver()
-}
-
 // unlockAndDeliver unlocks mu and delivers queued changes, unless another
 // goroutine is delivering already (it will deliver ours too, in order).
 // The caller holds mu.
@@ -666,68 +627,4 @@ func (b *Breaker) deliver(c change) {
 		f(Change{Name: b.s.Name, From: c.from, To: c.to, Reason: c.reason, At: c.at})
 	}
 	done = true
-}
-
-// Snapshot is a breaker's state and counts at one moment.
-type Snapshot struct {
-	// Name is the breaker's name.
-	Name string
-	// State is the state the breaker was in.
-	State State
-	// Since is when the breaker entered State.
-	Since time.Time
-	// Reason says why the breaker entered State: "created",
-	// "5 consecutive failures", "failure ratio 12/20", "open wait over",
-	// "probe failed", "probe timed out", "probes succeeded", "released",
-	// or "forced open: " or "forced closed: " and the operator's reason.
-	Reason string
-	// Requests, Failures and SlowCalls are counted over the window
-	// (SlowCalls are also Failures). They start afresh when the breaker
-	// closes.
-	Requests, Failures, SlowCalls uint64
-	// FailureRatio is Failures/Requests, or 0 without requests.
-	FailureRatio float64
-	// ConsecutiveFailures counts the failures since the last success
-	// that are still in the window.
-	ConsecutiveFailures uint64
-	// Ramping reports whether the breaker is Closed but still ramping up.
-	Ramping bool
-	// NextProbe is when the open wait ends, in the Open state; zero
-	// otherwise.
-	NextProbe time.Time
-	// OpenWait is the length of the current open wait (in HalfOpen, of
-	// the wait that just ended); zero once the breaker has closed.
-	OpenWait time.Duration
-}
-
-// Snapshot returns the breaker's state and counts. The counts are read
-// without stopping calls, so they may be a few calls apart.
-func (b *Breaker) Snapshot() Snapshot {
-	b.mu.Lock()
-	sn := Snapshot{
-		Name:      b.s.Name,
-		State:     b.state,
-		Since:     b.since,
-		Reason:    b.reason,
-		NextProbe: b.probeAt,
-		OpenWait:  b.wait,
-	}
-	b.mu.Unlock()
-	if w := b.word.Load(); w&modeMask == modeRamp {
-		// The ramp's end is otherwise noticed by the next call; without
-		// traffic, end it here so that Ramping does not outlive it.
-		if r := b.ramp.Load(); time.Since(r.start) >= r.length {
-			b.endRamp(w)
-		} else {
-			sn.Ramping = true
-		}
-	}
-	sn.Requests = b.win.Sum(countRequests)
-	sn.Failures = b.win.Sum(countFailures)
-	sn.SlowCalls = b.win.Sum(countSlow)
-	sn.ConsecutiveFailures = b.consecutive()
-	if sn.Requests > 0 {
-		sn.FailureRatio = float64(sn.Failures) / float64(sn.Requests)
-	}
-	return sn
 }

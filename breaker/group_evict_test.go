@@ -2,7 +2,9 @@ package breaker
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -113,4 +115,51 @@ func TestGroupGetOverflowAllocatesNothing(t *testing.T) {
 		i++
 	})
 	assert.Zero(t, allocs, "Get allocations for overflow keys")
+}
+
+// TestGroupChurn sends many goroutines through a small group while keys
+// churn, slow calls overlap evictions and some keys fail, to let the race
+// detector and the invariants look at eviction under load.
+func TestGroupChurn(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const maxKeys = 8
+		g := mustGroup(t, Settings{Name: "g", Window: time.Second, ConsecutiveFailures: 3, OpenTimeout: 200 * time.Millisecond},
+			GroupOptions{MaxKeys: maxKeys})
+		ctx := context.Background()
+		var wg sync.WaitGroup
+		errs := make(chan error, 16)
+		for w := range 16 {
+			wg.Go(func() {
+				for i := range 200 {
+					key := fmt.Sprint("tenant-", (w*7+i)%40)
+					failing := (w*7+i)%40 < 4
+					_, err := Do(ctx, g.Get(key), func(context.Context) (int, error) {
+						time.Sleep(time.Duration(i%5) * 10 * time.Millisecond)
+						if failing {
+							return 0, errDown
+						}
+						return 1, nil
+					})
+					if err != nil && !errors.Is(err, errDown) && !errors.Is(err, ErrOpen) {
+						errs <- err
+						return
+					}
+					time.Sleep(5 * time.Millisecond)
+				}
+			})
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			t.Errorf("Do() = %v, want nil, errDown or ErrOpen", err)
+		}
+		assert.LessOrEqual(t, g.Len(), maxKeys, "Len()")
+		assert.Len(t, g.Snapshots(), g.Len()+1, "Snapshots(): every member and the overflow breaker")
+		for _, b := range g.members.Load().all {
+			assert.False(t, b.calls.busy(), "%s has calls in flight after every call returned", b.Name())
+		}
+		for _, b := range g.members.Load().recent {
+			assert.False(t, b.calls.busy(), "%s has calls in flight after every call returned", b.Name())
+		}
+	})
 }
