@@ -190,10 +190,13 @@ type ChainSettings struct {
 	//
 	// It is consulted after the built-in rules, so it cannot make the
 	// chain go on after an error wrapped by NoFallback or after the
-	// caller's context was canceled, and a write of unknown outcome is
-	// deferred whatever it says (see ReportUnknownOutcome). It runs on the
-	// goroutine that called Run, possibly inside the breaker's and the
-	// retry policy's calls, and must be safe for concurrent use.
+	// caller's context was canceled. When it says a write's last error is
+	// the dependency's answer (a 409 Conflict after an attempt that timed
+	// out, say), Run returns that answer, marked with ErrUnknownOutcome if
+	// an earlier attempt may have been applied, rather than deferring the
+	// write. It runs on the goroutine that called Run, possibly inside the
+	// breaker's and the retry policy's calls, and must be safe for
+	// concurrent use.
 	ShouldFallback func(error) bool
 
 	// FallbackTimeout is the time local fallback steps (Stale, Static,
@@ -390,7 +393,7 @@ func (c *Chain[Req, Resp]) Run(ctx context.Context, req Req) (Resp, Source, erro
 	}
 	fails = append(fails, failure[Req, Resp]{&c.primary, err})
 	switch {
-	case r.mode == ModePrimary || isNoFallback(err) || canceled(ctx):
+	case r.mode == ModePrimary || isNoFallback(err) || canceled(ctx) || !c.should(err):
 		return c.fail(ctx, &r, fails, false)
 	case r.unknown:
 		// The write may have been applied: only the deferred step, whose
@@ -400,8 +403,6 @@ func (c *Chain[Req, Resp]) Run(ctx context.Context, req Req) (Resp, Source, erro
 			return c.fail(ctx, &r, fails, false)
 		}
 		return c.runFallbacks(ctx, req, &r, c.deferredAt, fails)
-	case !c.should(err):
-		return c.fail(ctx, &r, fails, false)
 	}
 	return c.runFallbacks(ctx, req, &r, 0, fails)
 }

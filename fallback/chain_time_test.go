@@ -271,3 +271,26 @@ func TestNewChainRejectsBadTimeSettings(t *testing.T) {
 	assert.Nil(t, c)
 	assert.Contains(t, err.Error(), "ChainSettings.FallbackTimeout")
 }
+
+func TestChainReturnsAnAnswerAfterAnAttemptOfUnknownOutcome(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		o := openTestOutbox(t)
+		var calls int
+		errConflict := &sdkError{409}
+		c, err := NewChain("post", ChainSettings{Retry: &retry.Policy{MaxAttempts: 2}},
+			Primary("ledger", func(context.Context, write) (string, error) {
+				calls++
+				if calls == 1 {
+					return "", timeoutError{}
+				}
+				return "", errConflict
+			}),
+			Deferred("outbox", o, writeItem, acceptedReceipt))
+		require.NoError(t, err)
+		_, src, err := c.Run(context.Background(), write{ID: "w1", Account: "A"})
+		require.ErrorIs(t, err, errConflict, "Run(w1) returns the dependency's answer")
+		require.ErrorIs(t, err, ErrUnknownOutcome, "Run(w1) says the first attempt may have been applied")
+		assert.Equal(t, Source{}, src)
+		assert.Zero(t, o.Pending(), "a write the dependency refused is not deferred")
+	})
+}
