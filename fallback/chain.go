@@ -364,7 +364,6 @@ func (c *Chain[Req, Resp]) Run(ctx context.Context, req Req) (Resp, Source, erro
 	if c.sw != nil {
 		r.mode = c.sw.Mode()
 	}
-	defer r.release()
 	var buf [4]failure[Req, Resp] // the steps' errors, kept off the heap for short chains
 	fails := buf[:0]
 	if c.deferredAt >= 0 {
@@ -417,7 +416,7 @@ type run struct {
 	// failed in a way that leaves the write's outcome unknown.
 	unknown bool
 	// fbCtx is the local fallbacks' own context, made once the caller's
-	// deadline has passed; cancel releases it.
+	// deadline has passed; cancel releases it when runFallbacks returns.
 	fbCtx  context.Context
 	cancel context.CancelFunc
 }
@@ -513,6 +512,7 @@ func (c *Chain[Req, Resp]) stepContext(ctx context.Context, st *Step[Req, Resp],
 // runFallbacks tries the fallbacks from index from on, after the failures
 // of the steps before.
 func (c *Chain[Req, Resp]) runFallbacks(ctx context.Context, req Req, r *run, from int, fails []failure[Req, Resp]) (Resp, Source, error) {
+	defer r.release()
 	for i := from; i < len(c.fallbacks); i++ {
 		st := &c.fallbacks[i]
 		sctx := c.stepContext(ctx, st, r)
