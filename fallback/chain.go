@@ -159,9 +159,9 @@ type ChainSettings struct {
 	// Breaker, if not nil, guards every call of the primary (see
 	// breaker.Do): while it is open the primary is not called and the
 	// chain falls back at once. A call whose error is wrapped by
-	// NoFallback, or that ShouldFallback says is not an outage, counts as
-	// a success, since the dependency answered and the request was at
-	// fault. Nil means no breaker.
+	// NoFallback, or that ShouldFallback says is not an outage (such as
+	// a 404), counts as a success, since the dependency answered. Nil
+	// means no breaker.
 	Breaker *breaker.Breaker
 
 	// Retry, if not nil, retries the primary under this policy before the
@@ -211,8 +211,8 @@ type ChainSettings struct {
 
 	// ReportUnknownOutcome changes what a chain with a Deferred step does
 	// with a write whose outcome is unknown: one whose primary call (any
-	// attempt of it) timed out or got 504 Gateway Timeout, so that it may
-	// have been applied. By default (false) such a write skips the steps
+	// attempt of it) timed out, was canceled in flight or got 504 Gateway
+	// Timeout, so that it may have been applied. By default (false) such a write skips the steps
 	// before the deferred one (an alternate must not receive a write the
 	// primary may have applied) and is deferred: the outbox item carries
 	// the idempotency key, so its replay makes the outcome certain
