@@ -3,6 +3,7 @@ package fallback
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -220,6 +221,54 @@ func BenchmarkChainBreakerOpen(b *testing.B) {
 				for pb.Next() {
 					if _, k := r.run(); k != r.want {
 						b.Error(k)
+						return
+					}
+				}
+			})
+		})
+	}
+}
+
+// benchStatusError exposes an HTTP status as the AWS SDK's errors do.
+type benchStatusError struct{ code int }
+
+func (e *benchStatusError) Error() string       { return "status" }
+func (e *benchStatusError) HTTPStatusCode() int { return e.code }
+
+// BenchmarkUnavailable measures the default classifier on the errors a
+// failing call brings: a breaker's rejection and a wrapped SDK 404.
+func BenchmarkUnavailable(b *testing.B) {
+	open, err := breaker.New(breaker.Settings{ConsecutiveFailures: 1, OpenTimeout: time.Hour})
+	if err != nil {
+		b.Fatal(err)
+	}
+	breaker.Do(context.Background(), open, func(context.Context) (int, error) { return 0, errors.New("down") }) // opens it
+	_, rejected := breaker.Do(context.Background(), open, func(context.Context) (int, error) { return 0, nil })
+	if !errors.Is(rejected, breaker.ErrOpen) {
+		b.Fatal(rejected)
+	}
+	for _, tt := range []struct {
+		name string
+		err  error
+		want bool
+	}{
+		{"breaker open", rejected, true},
+		{"wrapped 404", fmt.Errorf("get blob: %w", &benchStatusError{404}), false},
+	} {
+		b.Run(tt.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if Unavailable(tt.err) != tt.want {
+					b.Fatal(tt.err)
+				}
+			}
+		})
+		b.Run(tt.name+"/parallel", func(b *testing.B) {
+			b.ReportAllocs()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					if Unavailable(tt.err) != tt.want {
+						b.Error(tt.err)
 						return
 					}
 				}
