@@ -83,8 +83,8 @@
 //     retry.Transport, keeping breaker.Transport beneath the SDK.
 //   - Authentication goes beneath ringfence's transports:
 //     retry.Transport → breaker.Transport → the authenticating transport →
-//     the network, so that every attempt carries a fresh token and a 401 is
-//     seen as the answer it is, not as an outage.
+//     the network, so that every attempt, however long after the first, is
+//     authorized afresh.
 //   - One breaker per bucket or account, through
 //     breaker.TransportOptions.Key: the default key, the URL's host, is one
 //     per Azure storage account, but a single one shared by every Cloud
