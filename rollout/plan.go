@@ -299,6 +299,9 @@ func compile(p Plan) (*plan, error) {
 			return nil, planError("Plan.Stages[%d].Deadline must not be negative, got %v", i, s.Deadline)
 		}
 		if s.Deadline == 0 {
+			if s.Bake > maxDefaultDeadlineBake {
+				return nil, planError("Plan.Stages[%d].Bake %v is too long for the default Deadline of four times Bake; at most %v, or set Deadline", i, s.Bake, maxDefaultDeadlineBake)
+			}
 			s.Deadline = max(4*s.Bake, DefaultMinDeadline)
 		}
 		if s.Deadline < s.Bake {
@@ -368,6 +371,10 @@ func (j Judge) withDefaults() (Judge, error) {
 	return j, nil
 }
 
+// maxDefaultDeadlineBake is the longest Bake whose default Deadline, four
+// times Bake, fits in a time.Duration.
+const maxDefaultDeadlineBake = time.Duration(math.MaxInt64 / 4)
+
 // maxGeometricRings bounds the schedules Geometric makes.
 const maxGeometricRings = 64
 
@@ -379,7 +386,9 @@ const maxGeometricRings = 64
 //
 // It returns an error wrapping ErrPlan when start is not in (0, 100],
 // factor is not above 1, or bake is negative, and when the schedule would
-// need more than 64 rings to reach 100% (a factor too close to 1).
+// need more than 64 rings to reach 100% (a factor too close to 1). It also
+// refuses a bake above about 64 years, whose default Stage.Deadline (four
+// times Bake) would not fit in a time.Duration.
 func Geometric(start, factor float64, bake time.Duration) ([]Stage, error) {
 	ppm, ok := percentPPM(start)
 	if !ok {
@@ -390,6 +399,9 @@ func Geometric(start, factor float64, bake time.Duration) ([]Stage, error) {
 	}
 	if bake < 0 {
 		return nil, planError("Geometric bake must not be negative, got %v", bake)
+	}
+	if bake > maxDefaultDeadlineBake {
+		return nil, planError("Geometric bake %v is too long: the stages' default Deadline, four times the bake, would overflow; at most %v", bake, maxDefaultDeadlineBake)
 	}
 	// A factor barely above 1 would take billions of steps to reach 100%;
 	// refuse schedules longer than any rollout needs.

@@ -29,6 +29,7 @@ func TestNewRejectsInvalidPlans(t *testing.T) {
 		{"a last stage below 100", rollout.Plan{Stages: []rollout.Stage{{Percent: 1}, {Percent: 50}}}, "Plan.Stages[1].Percent"},
 		{"a negative bake", rollout.Plan{Stages: []rollout.Stage{{Percent: 1, Bake: -time.Second}, last}}, "Plan.Stages[0].Bake"},
 		{"negative minimum samples", rollout.Plan{Stages: []rollout.Stage{{Percent: 1, MinSamples: -1}, last}}, "Plan.Stages[0].MinSamples"},
+		{"a bake too long for its default deadline", rollout.Plan{Stages: []rollout.Stage{{Percent: 1, Bake: 1 << 62}, last}}, "Plan.Stages[0].Bake"},
 		{"a deadline shorter than the bake", rollout.Plan{Stages: []rollout.Stage{{Percent: 1, Bake: time.Hour, Deadline: time.Minute}, last}}, "Plan.Stages[0].Deadline"},
 		{"a fractional percent with Unleash bucketing", rollout.Plan{Bucketing: rollout.BucketingUnleash, Stages: []rollout.Stage{{Percent: 0.5}, last}}, "Plan.Stages[0].Percent"},
 		{"an unknown bucketing", rollout.Plan{Bucketing: 7}, "Plan.Bucketing"},
@@ -118,4 +119,10 @@ func TestGeometric(t *testing.T) {
 		_, err := rollout.Geometric(bad.start, bad.factor, bad.bake)
 		require.ErrorIs(t, err, rollout.ErrPlan, "Geometric(%v, %v, %v)", bad.start, bad.factor, bad.bake)
 	}
+	t.Run("a bake whose default deadline overflows is refused by Geometric, naming the bake", func(t *testing.T) {
+		_, err := rollout.Geometric(3, 1e300, 1<<62)
+		require.ErrorIs(t, err, rollout.ErrPlan, "Geometric(3, 1e300, 1<<62)")
+		assert.Contains(t, err.Error(), "bake", "Geometric error must name the bake")
+		assert.NotContains(t, err.Error(), "Deadline must not be below", "Geometric error must not blame a field the caller never set")
+	})
 }
