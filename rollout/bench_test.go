@@ -122,8 +122,10 @@ func BenchmarkEvaluate(b *testing.B) {
 	for v, n := range [2]uint64{1_000_000, 10_000} {
 		for i := range s.shards {
 			c := &s.shards[i].v[v]
-			c.samples.Store(n / shards)
-			c.errors.Store(n / 100 / shards)
+			for b := range armBuckets {
+				c.samples[b].Store(n / shards / armBuckets)
+				c.errors[b].Store(n / 100 / shards / armBuckets)
+			}
 			for j := range histBuckets / 2 {
 				c.hist[j+20].Store(n / histBuckets * 2 / shards)
 			}
