@@ -198,10 +198,10 @@ func (r *Rollout) evaluate(ctx context.Context) (Verdict, error) {
 		if r.p.OnInconclusive == RollBackOnInconclusive {
 			to = RolledBack
 		}
-		if v.Canary.Assigned == 0 && v.Baseline.Assigned > 0 {
+		if keyed := sum(&ev.Baseline.Samples) - ev.Baseline.Samples[KeyBuckets]; v.Canary.Assigned == 0 && v.Canary.Samples == 0 && keyed > 0 {
 			v.Rule = RuleEmptyRing
-			reason = fmt.Sprintf("judge: empty ring at %v%%: no key assigned to the canary by the %v deadline, %.0f to the baseline",
-				st.Percent, st.Deadline, v.Baseline.Assigned)
+			reason = fmt.Sprintf("judge: empty ring at %v%%: no key assigned to the canary by the %v deadline, while %d keyed calls went to the baseline",
+				st.Percent, st.Deadline, keyed)
 			to = Paused
 		}
 		err = r.retreat(ctx, now, to, r.stage, reason, v)

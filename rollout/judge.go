@@ -61,9 +61,9 @@ const (
 	// RuleDeadline is Stage.Deadline.
 	RuleDeadline Rule = "deadline"
 	// RuleEmptyRing means the stage's deadline passed with no key
-	// assigned to the canary while keys were assigned to the baseline:
-	// the ring is too small for the keys there are. The rollout pauses,
-	// whatever Plan.OnInconclusive says.
+	// assigned to the canary and no canary call, while keyed calls went to
+	// the baseline: the ring is too small for the keys there are. The
+	// rollout pauses, whatever Plan.OnInconclusive says.
 	RuleEmptyRing Rule = "empty-ring"
 )
 
@@ -301,13 +301,12 @@ func (p *plan) judge(st stage, e *Evidence) Verdict {
 	if e.LatencyBucket > 0 {
 		v.LatencyLimit = histUpper(e.LatencyBucket - 1)
 	}
-	width := min(st.ppm, Buckets-st.ppm)
-	if width > 0 {
+	if wc, wb := trackWidths(st.ppm); wc > 0 {
 		for _, f := range []struct {
 			fig   *Figures
 			a     *ArmEvidence
 			scale float64
-		}{{&v.Canary, &e.Canary, float64(st.ppm) / float64(width)}, {&v.Baseline, &e.Baseline, float64(Buckets-st.ppm) / float64(width)}} {
+		}{{&v.Canary, &e.Canary, float64(st.ppm) / float64(wc)}, {&v.Baseline, &e.Baseline, float64(Buckets-st.ppm) / float64(wb)}} {
 			f.fig.Assigned = math.Round(distinct(popcount(&f.a.Assigned)) * f.scale)
 			f.fig.Reporting = math.Round(distinct(popcount(&f.a.Reported)) * f.scale)
 		}
@@ -364,7 +363,7 @@ func (p *plan) judge(st stage, e *Evidence) Verdict {
 // followed key slots that were assigned but never reported are compared:
 // under "the canary's keys report as reliably as the baseline's", each
 // silent slot is a canary slot with probability assigned canary slots over
-// all assigned slots, as the two followed ranges are of equal width.
+// all assigned slots.
 // Without keys, the canary's share of the calls is compared with its share
 // of keys, which is valid only when the unit of randomisation is the call.
 func (p *plan) silent(v *Verdict, e *Evidence) bool {

@@ -109,10 +109,10 @@ type stats struct {
 	picker *stripe.Picker // hands each processor its shard
 
 	// ppm is the stage's canary share. The key sketches follow the keys in
-	// two ranges of assignment positions of equal width: [0, width), all
-	// canary, and [ppm, ppm+width), all baseline; width is 0 when the stage
-	// has no baseline or no canary.
-	ppm, width uint32
+	// two ranges of assignment positions: [0, width), all canary, and
+	// [ppm, ppm+mirror), all baseline, up to mirrorFactor times as wide;
+	// both are 0 when the stage has no baseline or no canary.
+	ppm, width, mirror uint32
 	keys       [2]sketch
 
 	// lat is one more than the latency bucket above which a call is slow,
@@ -132,10 +132,24 @@ type stats struct {
 func newStats(ppm uint32) *stats {
 	n := shardCount(runtime.GOMAXPROCS(0))
 	s := &stats{shards: make([]shard, n), picker: stripe.New(n), ppm: ppm}
-	if ppm > 0 && ppm < Buckets {
-		s.width = min(ppm, Buckets-ppm)
-	}
+	s.width, s.mirror = trackWidths(ppm)
 	return s
+}
+
+// mirrorFactor is how much wider than the canary's the followed baseline
+// range is, where there is room: a wider reference makes each silent canary
+// key stronger evidence, so that a ring of ten keys that all go silent is
+// caught in that ring.
+const mirrorFactor = 4
+
+// trackWidths returns the widths of the followed canary and baseline
+// ranges of a stage at ppm.
+func trackWidths(ppm uint32) (canary, baseline uint32) {
+	if ppm == 0 || ppm >= Buckets {
+		return 0, 0
+	}
+	w := min(ppm, Buckets-ppm)
+	return w, min(mirrorFactor*w, Buckets-ppm)
 }
 
 // shardCount picks how many shards a stage's counters get for procs
@@ -164,7 +178,7 @@ func (s *stats) tracked(pos uint32) (Variant, bool) {
 	switch {
 	case pos < s.width:
 		return Canary, true
-	case pos >= s.ppm && pos-s.ppm < s.width:
+	case pos >= s.ppm && pos-s.ppm < s.mirror:
 		return Baseline, true
 	}
 	return Baseline, false
