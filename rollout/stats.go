@@ -113,7 +113,7 @@ type stats struct {
 	// [ppm, ppm+mirror), all baseline, up to mirrorFactor times as wide;
 	// both are 0 when the stage has no baseline or no canary.
 	ppm, width, mirror uint32
-	keys       [2]sketch
+	keys               [2]sketch
 
 	// lat is one more than the latency bucket above which a call is slow,
 	// 0 while no threshold is set. latBase holds each bucket's samples at
