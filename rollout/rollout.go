@@ -201,9 +201,28 @@ func (r *Rollout) Variant(key string) Variant {
 	case ppm >= Buckets:
 		return Canary
 	}
-	v, _, _ := r.assign(ppm, key, r.p.hash.sum(key))
-	return v
+	// assign, written out: Variant is the hottest path.
+	h := r.p.hash.sum(key)
+	var pos uint32
+	if r.p.Bucketing == BucketingUnleash {
+		pos = unleashPosition(r.p.Salt, key)
+	} else {
+		pos = bucket(h)
+	}
+	if s := r.stats.Load(); s.ppm == ppm {
+		if v, ok := s.tracked(pos); ok {
+			setBit(&s.keys[v].assigned, h)
+		}
+	}
+	if pos < ppm {
+		return Canary
+	}
+	return Baseline
 }
+
+// unleashPosition is the assignment position of key under
+// BucketingUnleash.
+func unleashPosition(salt, key string) uint32 { return (unleashBucket(salt, key) - 1) * 10_000 }
 
 // assign returns the variant of key at ppm, with hash h, and its
 // assignment position, and notes the key in the stage's sketch.
@@ -223,7 +242,7 @@ func (r *Rollout) assign(ppm uint32, key string, h uint64) (Variant, uint32, *st
 // is in the canary when it is below the stage's ppm.
 func (r *Rollout) position(key string, h uint64) uint32 {
 	if r.p.Bucketing == BucketingUnleash {
-		return (unleashBucket(r.p.Salt, key) - 1) * 10_000
+		return unleashPosition(r.p.Salt, key)
 	}
 	return bucket(h)
 }
