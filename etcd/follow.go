@@ -92,8 +92,8 @@ func (f *follower) read(ctx context.Context) (int64, error) {
 		return 0, err
 	}
 	rev := resp.Header.Revision
-	f.heard(rev)
 	f.reset(resp.Kvs, rev)
+	f.heard(rev)
 	return rev, nil
 }
 
@@ -128,6 +128,8 @@ func (f *follower) watch(ctx context.Context, rev int64, beat *time.Ticker) {
 			for _, ev := range wr.Events {
 				f.event(ev)
 			}
+			// heard after the events, so that OnFreshness and Freshness
+			// never run ahead of the view.
 			if f.heard(wr.Header.Revision) {
 				return
 			}
