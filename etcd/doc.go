@@ -9,6 +9,21 @@
 // breaker.Do never wait for etcd. Sliding windows and automatic trips stay
 // local, so one bad instance cannot trip the fleet.
 //
+// # Rollouts
+//
+// A fleet rollout has one judge. Every instance publishes its mergeable
+// per-stage counts with [FleetEvidence.Publish], under a key bound to its
+// own lease, at most once per EvidenceSettings.Interval (1 s) and only
+// when they changed; a dead instance's counts expire with its lease. The
+// instances campaign with [Evaluator]; the leader runs the rollout with
+// Plan.Store set to the [RolloutStore] Campaign returns (compare-and-swap
+// on the record's revision, fenced by the leadership: a deposed leader's
+// Save is refused with [ErrDeposed]) and Plan.Evidence set to
+// [FleetEvidence.Merge], so Evaluate judges the fleet's sum. When etcd
+// cannot be read, Merge fails and the core judges local evidence only,
+// never advancing. The other instances follow with [RolloutFollower],
+// which ends their local rollout when the leader rolls back or promotes.
+//
 // # When etcd is unreachable
 //
 // Every object keeps acting on its last known state: switches keep their

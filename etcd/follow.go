@@ -102,16 +102,26 @@ func (f *follower) read(ctx context.Context) (int64, error) {
 // (the caller then reads everything again).
 func (f *follower) watch(ctx context.Context, rev int64, beat *time.Ticker) {
 	wctx, cancel := context.WithCancel(ctx)
-	defer cancel()
 	opts := []clientv3.OpOption{clientv3.WithRev(rev + 1), clientv3.WithProgressNotify()}
 	if f.prefix {
 		opts = append(opts, clientv3.WithPrefix())
 	}
-	wch := f.c.Watch(wctx, f.key, opts...)
+	// Watch blocks until etcd confirms the watch, so it runs on its own
+	// goroutine while this one keeps checking for silence.
+	made := make(chan clientv3.WatchChan, 1)
+	go func() { made <- f.c.Watch(wctx, f.key, opts...) }()
+	var wch clientv3.WatchChan // nil, so never ready, until made
+	defer func() {
+		cancel()
+		if wch == nil {
+			<-made
+		}
+	}()
 	for {
 		select {
 		case <-ctx.Done():
 			return
+		case wch = <-made:
 		case wr, ok := <-wch:
 			if !ok {
 				return

@@ -2,7 +2,9 @@ package etcd
 
 import (
 	"errors"
+	"fmt"
 	"sync"
+	"time"
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -18,9 +20,12 @@ import (
 // (Promote). Record returns the latest record for callers that act on the
 // stage themselves.
 //
-// While etcd is unreachable the local Rollout keeps its state, and
-// Freshness reports since when the view is stale. A damaged record is
-// logged, reported by Err and not acted on.
+// The fleet view has a time to live of Settings.StaleAfter: once the
+// follower has not heard from etcd for that long (etcd unreachable, or
+// never reached), it fails safe by aborting the local rollout, so every
+// key gets the baseline, since it can no longer know whether the
+// evaluator rolled back. Freshness reports since when the view is stale.
+// A damaged record is logged, reported by Err and not acted on.
 //
 // FollowRollout starts a goroutine that follows the record until Close. A
 // RolloutFollower is safe for concurrent use.
@@ -47,8 +52,18 @@ func FollowRollout(c *clientv3.Client, name string, r *rollout.Rollout, settings
 		return nil, err
 	}
 	rf := &RolloutFollower{store: store, r: r}
+	s := store.s
+	s.OnFreshness = func(f Freshness) {
+		if f.Stale {
+			// ErrTransition only says the local rollout has already ended.
+			_ = r.Abort(fmt.Sprintf("fleet view stale since %v: every key to the baseline", f.Since.UTC().Format(time.RFC3339)))
+		}
+		if store.s.OnFreshness != nil {
+			store.s.OnFreshness(f)
+		}
+	}
 	rf.follow = &follower{
-		c: c, key: store.key, what: "rollout " + name, s: store.s,
+		c: c, key: store.key, what: "rollout " + name, s: s,
 		reset: func(kvs []*mvccpb.KeyValue, _ int64) {
 			if len(kvs) == 1 {
 				rf.take(kvs[0])

@@ -2,6 +2,7 @@ package etcd
 
 import (
 	"context"
+
 	"errors"
 	"fmt"
 	"sync"
@@ -305,6 +306,28 @@ func TestRolloutFollowerEndsTheLocalRollout(t *testing.T) {
 	rec, _, ok := rf.Record()
 	require.True(t, ok, "Record() after the evaluator wrote")
 	assert.Equal(t, rollout.RolledBack, rec.State)
+	for i := range 100 {
+		require.Equal(t, rollout.Baseline, local.Variant(fmt.Sprint("key", i)))
+	}
+}
+
+func TestRolloutFollowerFailsSafeWhenStale(t *testing.T) {
+	srv := etcdtest.New(t)
+	proxy := newProxy(t, srv)
+	ctx := waitCtx(t)
+	local, err := rollout.New(rollout.Plan{Name: "checkout", Stages: []rollout.Stage{{Percent: 50}, {Percent: 100}}})
+	require.NoError(t, err)
+	require.NoError(t, local.Start(ctx))
+	s, fresh := freshnessLog(quick())
+	rf, err := FollowRollout(newClient(t, proxy.Endpoint()), "checkout", local, s)
+	require.NoError(t, err)
+	defer rf.Close()
+	awaitFreshness(t, fresh, false, "first read")
+	require.Equal(t, rollout.Running, local.Status().State, "the local rollout while the view is fresh")
+
+	proxy.Cut()
+	awaitFreshness(t, fresh, true, "proxy cut")
+	assert.Equal(t, rollout.RolledBack, local.Status().State, "the local rollout once the view is older than StaleAfter")
 	for i := range 100 {
 		require.Equal(t, rollout.Baseline, local.Variant(fmt.Sprint("key", i)))
 	}
