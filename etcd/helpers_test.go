@@ -3,6 +3,8 @@ package etcd
 import (
 	"context"
 	"log/slog"
+	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -63,6 +65,35 @@ func quick() Settings {
 		RequestTimeout: 300 * time.Millisecond,
 		Logger:         slog.New(slog.DiscardHandler),
 	}
+}
+
+// levels is a slog.Handler that keeps the level of every record whose
+// "object" attribute is set, for tests that check a line was logged.
+type levels struct {
+	mu  sync.Mutex
+	got []slog.Level
+}
+
+func (l *levels) Enabled(context.Context, slog.Level) bool { return true }
+func (l *levels) WithAttrs([]slog.Attr) slog.Handler       { return l }
+func (l *levels) WithGroup(string) slog.Handler            { return l }
+func (l *levels) Handle(_ context.Context, r slog.Record) error {
+	r.Attrs(func(a slog.Attr) bool {
+		if a.Key == "object" {
+			l.mu.Lock()
+			l.got = append(l.got, r.Level)
+			l.mu.Unlock()
+			return false
+		}
+		return true
+	})
+	return nil
+}
+
+func (l *levels) logged() []slog.Level {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return slices.Clone(l.got)
 }
 
 // waitCtx returns a context that ends after testWait or with the test.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 	"sync"
 	"testing"
@@ -221,7 +222,9 @@ func awaitErr(t *testing.T, store *ModeStore) error {
 
 func TestModeStoreSurvivesEtcdRestart(t *testing.T) {
 	srv := etcdtest.New(t)
+	lines := &levels{}
 	s, fresh := freshnessLog(quick())
+	s.Logger = slog.New(lines)
 	a, err := newInstance(t, "db", ModeStoreSettings{Settings: s}, srv.Endpoints()...)
 	require.NoError(t, err)
 	b, err := newInstance(t, "db", ModeStoreSettings{Settings: quick()}, srv.Endpoints()...)
@@ -244,6 +247,8 @@ func TestModeStoreSurvivesEtcdRestart(t *testing.T) {
 
 	require.NoError(t, srv.Restart(ctx))
 	awaitFreshness(t, fresh, false, "etcd restarted")
+	assert.Equal(t, []slog.Level{slog.LevelWarn, slog.LevelInfo}, lines.logged(),
+		"lines logged: one when the view went stale, one when it recovered")
 	require.NoError(t, b.sw.Set(ctx, fallback.ModeAuto, "op", "resolved"), "Set after the restart")
 	a.awaitMode(t, fallback.ModeAuto, testWait)
 }
