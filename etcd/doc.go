@@ -22,7 +22,9 @@
 // [FleetEvidence.Merge], so Evaluate judges the fleet's sum. When etcd
 // cannot be read, Merge fails and the core judges local evidence only,
 // never advancing. The other instances follow with [RolloutFollower],
-// which ends their local rollout when the leader rolls back or promotes.
+// which keeps a local rollout at the record's state and stage (each ring,
+// the rollback, the promotion) and fails safe to the baseline once its
+// view is older than Settings.StaleAfter.
 //
 // # When etcd is unreachable
 //

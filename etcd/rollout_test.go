@@ -278,36 +278,57 @@ func TestFleetEvidencePublishesAtMostOncePerInterval(t *testing.T) {
 		"%d writes in %v", writes, elapsed)
 }
 
-func TestRolloutFollowerEndsTheLocalRollout(t *testing.T) {
-	srv := etcdtest.New(t)
-	ctx := waitCtx(t)
-	leader := newCandidate(t, "leader", srv.Endpoints()...)
-	leader.campaign(ctx)
-	store := leader.awaitLead(t)
-	judge, err := rollout.New(rollout.Plan{Name: "checkout", Store: store})
-	require.NoError(t, err)
-	require.NoError(t, judge.Start(ctx))
+func TestRolloutFollowerTracksTheFleetRecord(t *testing.T) {
+	stages := []rollout.Stage{{Percent: 10}, {Percent: 50}, {Percent: 100}}
+	for _, end := range []rollout.State{rollout.RolledBack, rollout.Promoted} {
+		t.Run("through a stage change to "+end.String(), func(t *testing.T) {
+			srv := etcdtest.New(t)
+			ctx := waitCtx(t)
+			leader := newCandidate(t, "leader", srv.Endpoints()...)
+			leader.campaign(ctx)
+			store := leader.awaitLead(t)
+			judge, err := rollout.New(rollout.Plan{Name: "checkout", Stages: stages, Store: store})
+			require.NoError(t, err)
+			require.NoError(t, judge.Start(ctx))
 
-	local, err := rollout.New(rollout.Plan{Name: "checkout"})
-	require.NoError(t, err)
-	require.NoError(t, local.Start(ctx))
-	rf, err := FollowRollout(newClient(t, srv.Endpoints()...), "checkout", local, quick())
-	require.NoError(t, err)
-	defer rf.Close()
+			rf, err := FollowRollout(newClient(t, srv.Endpoints()...), rollout.Plan{Name: "checkout", Stages: stages}, quick())
+			require.NoError(t, err)
+			defer rf.Close()
+			awaitStatus := func(state rollout.State, stage int) {
+				t.Helper()
+				for st := rf.Rollout().Status(); st.State != state || st.Stage != stage; st = rf.Rollout().Status() {
+					select {
+					case <-ctx.Done():
+						t.Fatalf("follower is %v at stage %d, want %v at stage %d", st.State, st.Stage, state, stage)
+					case <-time.After(10 * time.Millisecond):
+					}
+				}
+			}
+			awaitStatus(rollout.Running, 0)
 
-	require.NoError(t, judge.Abort("canary broke checkout"))
-	for local.Status().State != rollout.RolledBack {
-		select {
-		case <-ctx.Done():
-			t.Fatalf("local rollout is %v, want rolled back", local.Status().State)
-		case <-time.After(10 * time.Millisecond):
-		}
-	}
-	rec, _, ok := rf.Record()
-	require.True(t, ok, "Record() after the evaluator wrote")
-	assert.Equal(t, rollout.RolledBack, rec.State)
-	for i := range 100 {
-		require.Equal(t, rollout.Baseline, local.Variant(fmt.Sprint("key", i)))
+			// The evaluator advances: written here as its Evaluate would.
+			rec, v, err := store.Load(ctx)
+			require.NoError(t, err)
+			rec.Stage, rec.Percent, rec.Reason = 1, 50, "judge: healthy at 10%"
+			_, err = store.Save(ctx, rec, v)
+			require.NoError(t, err)
+			awaitStatus(rollout.Running, 1)
+			assert.Equal(t, 50.0, rf.Rollout().Status().Percent, "the follower's share after the stage change")
+
+			rec, v, err = store.Load(ctx)
+			require.NoError(t, err)
+			rec.State = end
+			_, err = store.Save(ctx, rec, v)
+			require.NoError(t, err)
+			awaitStatus(end, 1)
+			want := rollout.Baseline
+			if end == rollout.Promoted {
+				want = rollout.Canary
+			}
+			for i := range 100 {
+				require.Equal(t, want, rf.Rollout().Variant(fmt.Sprint("key", i)), "Variant() once %v", end)
+			}
+		})
 	}
 }
 
@@ -315,20 +336,39 @@ func TestRolloutFollowerFailsSafeWhenStale(t *testing.T) {
 	srv := etcdtest.New(t)
 	proxy := newProxy(t, srv)
 	ctx := waitCtx(t)
-	local, err := rollout.New(rollout.Plan{Name: "checkout", Stages: []rollout.Stage{{Percent: 50}, {Percent: 100}}})
+	plan := rollout.Plan{Name: "checkout", Stages: []rollout.Stage{{Percent: 50}, {Percent: 100}}}
+	writer, err := NewRolloutStore(newClient(t, srv.Endpoints()...), "checkout", quick())
 	require.NoError(t, err)
-	require.NoError(t, local.Start(ctx))
+	p := plan
+	p.Store = writer
+	judge, err := rollout.New(p)
+	require.NoError(t, err)
+	require.NoError(t, judge.Start(ctx))
+
 	s, fresh := freshnessLog(quick())
-	rf, err := FollowRollout(newClient(t, proxy.Endpoint()), "checkout", local, s)
+	rf, err := FollowRollout(newClient(t, proxy.Endpoint()), plan, s)
 	require.NoError(t, err)
 	defer rf.Close()
 	awaitFreshness(t, fresh, false, "first read")
-	require.Equal(t, rollout.Running, local.Status().State, "the local rollout while the view is fresh")
+	require.Equal(t, rollout.Running, rf.Rollout().Status().State, "the local rollout while the view is fresh")
 
 	proxy.Cut()
 	awaitFreshness(t, fresh, true, "proxy cut")
-	assert.Equal(t, rollout.RolledBack, local.Status().State, "the local rollout once the view is older than StaleAfter")
+	assert.Equal(t, rollout.RolledBack, rf.Rollout().Status().State, "the local rollout once the view is older than StaleAfter")
 	for i := range 100 {
-		require.Equal(t, rollout.Baseline, local.Variant(fmt.Sprint("key", i)))
+		require.Equal(t, rollout.Baseline, rf.Rollout().Variant(fmt.Sprint("key", i)), "Variant() while stale")
 	}
+
+	proxy.Restore()
+	awaitFreshness(t, fresh, false, "proxy restored")
+	assert.Equal(t, rollout.Running, rf.Rollout().Status().State, "the local rollout once the view is fresh again")
+}
+
+func TestFollowRolloutRejectsAPlanWithAStore(t *testing.T) {
+	srv := etcdtest.New(t)
+	c := newClient(t, srv.Endpoints()...)
+	rs, err := NewRolloutStore(c, "checkout", quick())
+	require.NoError(t, err)
+	_, err = FollowRollout(c, rollout.Plan{Name: "checkout", Store: rs}, quick())
+	require.Error(t, err, "FollowRollout with Plan.Store set")
 }

@@ -59,9 +59,17 @@ type instance struct {
 	control *etcd.BreakerControl
 	search  *breaker.Breaker
 	fe      *etcd.FleetEvidence
-	r       *rollout.Rollout
-	follow  *etcd.RolloutFollower
-	changed chan struct{} // a signal per change of sw or search
+	r       *rollout.Rollout      // the evaluator's rollout, on the leader
+	follow  *etcd.RolloutFollower // the fleet's rollout, on the others
+	changed chan struct{}         // a signal per change of sw or search
+}
+
+// rollout returns the instance's current rollout.
+func (in *instance) rollout() *rollout.Rollout {
+	if in.follow != nil {
+		return in.follow.Rollout()
+	}
+	return in.r
 }
 
 func (in *instance) poke() {
@@ -323,24 +331,25 @@ func rollOut(ctx context.Context, fleet []*instance, say func(string, ...any)) e
 	}
 	say("%s is elected to judge %s for the fleet", fleet[leader.i].id, update)
 
+	judged := fleet[leader.i]
+	r, err := rollout.New(rollout.Plan{Name: update, Stages: stages, Store: leader.store, Evidence: judged.fe.Merge})
+	if err != nil {
+		return err
+	}
+	if err := r.Start(ctx); err != nil {
+		return err
+	}
+	judged.r = r
 	for i, in := range fleet {
-		p := rollout.Plan{Name: update, Stages: stages}
 		if i == leader.i {
-			p.Store, p.Evidence = leader.store, in.fe.Merge
+			continue
 		}
-		r, err := rollout.New(p)
-		if err != nil {
+		if in.follow, err = etcd.FollowRollout(in.client, rollout.Plan{Name: update, Stages: stages}, settings()); err != nil {
 			return err
 		}
-		if err := r.Start(ctx); err != nil {
-			return err
-		}
-		in.r = r
-		if i != leader.i {
-			if in.follow, err = etcd.FollowRollout(in.client, update, r, settings()); err != nil {
-				return err
-			}
-		}
+	}
+	if _, err := awaitAll(ctx, time.Now(), fleet, func(in *instance) bool { return in.rollout().Status().State == rollout.Running }); err != nil {
+		return err
 	}
 	say("%s starts at %v%% of keys on every instance", update, stages[0].Percent)
 
@@ -348,7 +357,7 @@ func rollOut(ctx context.Context, fleet []*instance, say func(string, ...any)) e
 	for i, in := range fleet {
 		for k := range 400 {
 			key := fmt.Sprintf("customer-%d-%d", i, k)
-			v := in.r.Variant(key)
+			v := in.rollout().Variant(key)
 			var err error
 			if v == rollout.Canary {
 				canary++
@@ -357,32 +366,31 @@ func rollOut(ctx context.Context, fleet []*instance, say func(string, ...any)) e
 					failed++
 				}
 			}
-			in.r.ObserveKey(key, v, err, time.Millisecond)
+			in.rollout().ObserveKey(key, v, err, time.Millisecond)
 		}
-		if err := in.fe.PublishOnce(ctx, in.r.Evidence()); err != nil {
+		if err := in.fe.PublishOnce(ctx, in.rollout().Evidence()); err != nil {
 			return err
 		}
 	}
 	say("the fleet serves %d requests; %d reach the update and %d of those fail", 400*len(fleet), canary, failed)
 
-	judge := fleet[leader.i].r
 	start := time.Now()
-	v, err := judge.Evaluate()
+	v, err := r.Evaluate()
 	if err != nil {
 		return err
 	}
-	if st := judge.Status(); st.State != rollout.RolledBack || st.Stage != 0 {
+	if st := r.Status(); st.State != rollout.RolledBack || st.Stage != 0 {
 		return fmt.Errorf("evaluator: %s is %v at stage %d after a %v verdict, want rolled back in the first ring", update, st.State, st.Stage, v.Outcome)
 	}
 	say("%s judges the fleet's counts (canary %d calls, %d errors): %v, rolled back at %v%%",
 		fleet[leader.i].id, v.Canary.Samples, v.Canary.Errors, v.Outcome, stages[0].Percent)
-	slowest, err := awaitAll(ctx, start, fleet, func(in *instance) bool { return in.r.Status().State == rollout.RolledBack })
+	slowest, err := awaitAll(ctx, start, fleet, func(in *instance) bool { return in.rollout().Status().State == rollout.RolledBack })
 	if err != nil {
 		return err
 	}
 	for i, in := range fleet {
 		for k := range 400 {
-			if in.r.Variant(fmt.Sprintf("customer-%d-%d", i, k)) != rollout.Baseline {
+			if in.rollout().Variant(fmt.Sprintf("customer-%d-%d", i, k)) != rollout.Baseline {
 				return fmt.Errorf("%s still sends a key to the rolled-back update", in.id)
 			}
 		}
