@@ -173,6 +173,46 @@ func BenchmarkRolloutHotPath(b *testing.B) {
 	for i := range keys {
 		keys[i] = fmt.Sprint("customer-", i)
 	}
+	// A follower's rollout, resumed from the record the evaluator wrote,
+	// reached through RolloutFollower.Rollout on every call.
+	writer, err := NewRolloutStore(newClient(b, srv.Endpoints()...), "checkout", quick())
+	if err != nil {
+		b.Fatal(err)
+	}
+	judged, _ := rollout.New(rollout.Plan{Name: "checkout", Store: writer})
+	if err := judged.Start(b.Context()); err != nil {
+		b.Fatal(err)
+	}
+	rf, err := FollowRollout(newClient(b, srv.Endpoints()...), rollout.Plan{Name: "checkout"}, quick())
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(rf.Close)
+	for rf.Rollout().Status().State != rollout.Running {
+		select {
+		case <-b.Context().Done():
+			return
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	b.Run("Variant/follower", func(b *testing.B) {
+		b.ReportAllocs()
+		i := 0
+		for b.Loop() {
+			_ = rf.Rollout().Variant(keys[i&1023])
+			i++
+		}
+	})
+	b.Run("Variant/follower/parallel", func(b *testing.B) {
+		b.ReportAllocs()
+		b.RunParallel(func(pb *testing.PB) {
+			i := 0
+			for pb.Next() {
+				_ = rf.Rollout().Variant(keys[i&1023])
+				i++
+			}
+		})
+	})
 	for _, c := range []struct {
 		name string
 		r    *rollout.Rollout
