@@ -95,9 +95,10 @@ const ScopeLocal = "local"
 // through their own methods. Create one with NewLocal; it is safe for
 // concurrent use.
 //
-// The objects' own histories have no field for who acted, so Local passes
-// the reason on as "REASON (by ACTOR)": a breaker's snapshot, a switch's
-// history and a rollout's events show the actor that way. Breaker.Release
+// A switch's history records the actor in ModeChange.Actor. Breakers and
+// rollouts have no field for who acted, so Local passes the reason on to
+// them as "REASON (by ACTOR)": a breaker's snapshot and a rollout's events
+// show the actor that way. Breaker.Release
 // and Outbox.Requeue take no reason; for them the actor and the reason are
 // kept only in the Handler's audit trail and log.
 type Local struct {
@@ -151,7 +152,7 @@ func (l *Local) Apply(ctx context.Context, a Action) error {
 		if s.Mode() == a.Mode {
 			return fmt.Errorf("%w: switch %q is already in mode %s", ErrTransition, a.Name, a.Mode)
 		}
-		return s.Set(a.Mode, reason)
+		return s.Set(ctx, a.Mode, a.Actor, a.Reason)
 	case KindOutbox:
 		o, ok := l.ix.outboxes[a.Name]
 		if !ok {

@@ -1,6 +1,7 @@
 package admin_test
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"log/slog"
@@ -29,7 +30,7 @@ func post(h http.Handler, secret, path, body string) (int, map[string]any) {
 // An operator puts a dependency in manual mode through the API. The
 // switch's history records the reason and who gave it.
 func ExampleNew() {
-	desk, _ := fallback.NewSwitch("check-in", fallback.SwitchSettings{})
+	desk, _ := fallback.NewSwitch(context.Background(), "check-in", fallback.SwitchSettings{})
 	h, err := admin.New(admin.Settings{
 		Tokens:  []admin.Token{{Name: "alice", Secret: "s3cr3t-for-the-example", Write: true}},
 		Objects: admin.Objects{Switches: []*fallback.Switch{desk}},
@@ -47,11 +48,11 @@ func ExampleNew() {
 	fmt.Println(status, answer["scope"])
 	fmt.Println(desk.Mode())
 	history := desk.History()
-	fmt.Println(history[len(history)-1].Reason)
+	fmt.Println(history[len(history)-1].Actor+":", history[len(history)-1].Reason)
 	// Output:
 	// 200 local
 	// manual
-	// booking API returns errors (by alice)
+	// alice: booking API returns errors
 }
 
 // New refuses to build a handler without a token: it never serves an

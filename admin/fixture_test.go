@@ -72,7 +72,7 @@ func newObjects(t testing.TB) fixture {
 	require.NoError(t, err)
 	f.s3.Get("eu")
 	f.s3.Get("us")
-	f.desk, err = fallback.NewSwitch("desk", fallback.SwitchSettings{})
+	f.desk, err = fallback.NewSwitch(context.Background(), "desk", fallback.SwitchSettings{})
 	require.NoError(t, err)
 	f.outbox, err = fallback.OpenOutbox(filepath.Join(t.TempDir(), "outbox"), fallback.OutboxOptions{Rate: rate.Inf})
 	require.NoError(t, err)

@@ -232,7 +232,8 @@ func TestActionsChangeTheObjectsAndRecordTheActor(t *testing.T) {
 			func(t *testing.T, f fixture) {
 				assert.Equal(t, fallback.ModeManual, f.desk.Mode())
 				h := f.desk.History()
-				assert.Equal(t, "booking API down (by alice)", h[len(h)-1].Reason)
+				assert.Equal(t, "booking API down", h[len(h)-1].Reason)
+				assert.Equal(t, "alice", h[len(h)-1].Actor)
 			}},
 		{"requeue a dead letter", "/api/v1/outboxes/bookings/requeue", `{"reason":"record fixed","key":"bad-1"}`, nil,
 			func(t *testing.T, f fixture) {

@@ -27,7 +27,7 @@ func newBenchChain(b *testing.B, settings ChainSettings, fallbacks ...Step[strin
 
 func newBenchSwitch(b *testing.B) *Switch {
 	b.Helper()
-	sw, err := NewSwitch("pricing-api", SwitchSettings{})
+	sw, err := NewSwitch(b.Context(), "pricing-api", SwitchSettings{})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -128,7 +128,7 @@ func BenchmarkChainFallsBack(b *testing.B) {
 		b.Fatal(err)
 	}
 	sw := newBenchSwitch(b)
-	if err := sw.Set(ModeManual, "bench"); err != nil {
+	if err := sw.Set(b.Context(), ModeManual, "bench", "bench"); err != nil {
 		b.Fatal(err)
 	}
 	manual := newBenchChain(b, ChainSettings{Switch: sw}, Static[string]("zero", 0))

@@ -53,7 +53,7 @@ func identity(s string) string { return s }
 
 func newSwitchT(t *testing.T, m Mode) *Switch {
 	t.Helper()
-	s, err := NewSwitch("api", SwitchSettings{Initial: m})
+	s, err := NewSwitch(t.Context(), "api", SwitchSettings{Initial: m})
 	require.NoError(t, err)
 	return s
 }
@@ -201,7 +201,7 @@ func TestChainModes(t *testing.T) {
 		_, src, err := c.Run(context.Background(), "sku")
 		require.NoError(t, err)
 		assert.Equal(t, KindStatic, src.Kind)
-		require.NoError(t, sw.Set(ModeAuto, "resolved"))
+		require.NoError(t, sw.Set(t.Context(), ModeAuto, "test", "resolved"))
 		_, src, err = c.Run(context.Background(), "sku")
 		require.NoError(t, err)
 		assert.Equal(t, Source{Step: "api", Kind: KindPrimary, Mode: ModeAuto}, src)
@@ -500,7 +500,7 @@ func TestChainConcurrentRunAndSet(t *testing.T) {
 	}
 	wg.Go(func() {
 		for i := range 100 {
-			assert.NoError(t, sw.Set([]Mode{ModeManual, ModeAuto}[i%2], "flip"))
+			assert.NoError(t, sw.Set(t.Context(), []Mode{ModeManual, ModeAuto}[i%2], "test", "flip"))
 		}
 	})
 	wg.Wait()

@@ -163,7 +163,7 @@ func TestDeferredInPrimaryModeRefusesToOvertake(t *testing.T) {
 	_, _, err := c.Run(ctx, write{ID: "w1", Account: "A"})
 	require.NoError(t, err)
 	l.setDown(false)
-	require.NoError(t, sw.Set(ModePrimary, "diagnose"))
+	require.NoError(t, sw.Set(ctx, ModePrimary, "test", "diagnose"))
 	callsBefore, _ := l.state()
 
 	_, src, err := c.Run(ctx, write{ID: "w2", Account: "A"})

@@ -100,7 +100,7 @@
 //   - [ModePrimary] calls only the primary and never falls back, so its
 //     errors surface; it is meant for diagnosis.
 //
-// [Switch.Set] changes the mode with a reason, keeps a bounded history of
+// [Switch.Set] changes the mode with an actor and a reason, keeps a bounded history of
 // changes ([Switch.History]) and notifies SwitchSettings.OnChange once the
 // change is in effect, outside any lock. [Switch.Mode] is one atomic load.
 // A Mode marshals to and from the text "auto", "manual" and "primary", so
@@ -115,7 +115,8 @@
 // effect is always the one a restart comes back to. A [ModeStore] holds
 // one versioned record and saves with compare-and-swap; [FileModeStore]
 // keeps it in a local file, written atomically and checksummed, and a
-// fleet-wide store can implement the same interface.
+// fleet-wide store can implement the same interface; one that also
+// implements [ModeWatcher] pushes other writers' changes to the Switch.
 //
 // If the store cannot be read, NewSwitch fails safe: it returns a usable
 // Switch in SwitchSettings.Initial (ModeAuto by default: it calls the

@@ -63,9 +63,10 @@ func ExampleChain() {
 // An operator takes a dependency out of service during an incident: in
 // manual mode no call reaches it.
 func ExampleSwitch() {
-	sw, err := fallback.NewSwitch("pricing", fallback.SwitchSettings{
+	ctx := context.Background()
+	sw, err := fallback.NewSwitch(ctx, "pricing", fallback.SwitchSettings{
 		OnChange: func(c fallback.ModeChange) {
-			fmt.Printf("pricing: %v -> %v (%s)\n", c.From, c.To, c.Reason)
+			fmt.Printf("pricing: %v -> %v by %s (%s)\n", c.From, c.To, c.Actor, c.Reason)
 		},
 	})
 	if err != nil {
@@ -80,14 +81,14 @@ func ExampleSwitch() {
 		log.Fatal(err)
 	}
 
-	if err := sw.Set(fallback.ModeManual, "incident 42: wrong prices"); err != nil {
+	if err := sw.Set(ctx, fallback.ModeManual, "alice", "incident 42: wrong prices"); err != nil {
 		log.Fatal(err)
 	}
-	price, src, _ := chain.Run(context.Background(), "sku-1")
+	price, src, _ := chain.Run(ctx, "sku-1")
 	fmt.Println(price, src)
 	fmt.Println("calls to pricing:", svc.calls)
 	// Output:
-	// pricing: auto -> manual (incident 42: wrong prices)
+	// pricing: auto -> manual by alice (incident 42: wrong prices)
 	// 1500 static "list price" in manual mode
 	// calls to pricing: 0
 }
@@ -117,13 +118,14 @@ func ExampleNewFileModeStore() {
 	}
 	defer os.RemoveAll(dir)
 	path := filepath.Join(dir, "pricing.mode")
+	ctx := context.Background()
 
 	start := func() *fallback.Switch {
 		store, err := fallback.NewFileModeStore(path)
 		if err != nil {
 			log.Fatal(err)
 		}
-		sw, err := fallback.NewSwitch("pricing", fallback.SwitchSettings{Store: store})
+		sw, err := fallback.NewSwitch(ctx, "pricing", fallback.SwitchSettings{Store: store})
 		if err != nil {
 			log.Fatal(err)
 		}
@@ -131,13 +133,14 @@ func ExampleNewFileModeStore() {
 	}
 
 	sw := start()
-	if err := sw.Set(fallback.ModeManual, "incident 42"); err != nil {
+	if err := sw.Set(ctx, fallback.ModeManual, "alice", "incident 42"); err != nil {
 		log.Fatal(err)
 	}
 	restarted := start()
-	fmt.Println(restarted.Mode(), restarted.History()[0].Reason)
+	last := restarted.History()[0]
+	fmt.Println(restarted.Mode(), last.Actor, last.Reason)
 	// Output:
-	// manual incident 42
+	// manual alice incident 42
 }
 
 // A validation error must not be hidden behind a fallback value.

@@ -1,6 +1,7 @@
 package fallback
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"strings"
@@ -91,6 +92,7 @@ type ModeChange struct {
 	From   Mode      // the mode before
 	To     Mode      // the mode after
 	Reason string    // why, as given to Set
+	Actor  string    // who made the change, as given to Set
 }
 
 // DefaultHistoryLen is the number of changes a Switch keeps when
@@ -107,19 +109,21 @@ type SwitchSettings struct {
 
 	// Store, if not nil, keeps the mode across restarts: NewSwitch loads
 	// it, and Set saves every change before it takes effect. Nil keeps the
-	// mode in memory only.
+	// mode in memory only. When Store is also a [ModeWatcher], the Switch
+	// follows the changes other writers save there until Close.
 	Store ModeStore
 
 	// HistoryLen bounds how many changes History returns; older ones are
 	// dropped. Zero means DefaultHistoryLen (64); it must not be negative.
 	HistoryLen int
 
-	// OnChange, if not nil, is called after every change Set makes (not
-	// for the mode NewSwitch loads), on the goroutine that called Set,
-	// once the change is in effect and no lock of the Switch is held, so
-	// it may call any method of the Switch. When Sets
-	// run concurrently their calls to OnChange may arrive out of order;
-	// Mode reports the current mode.
+	// OnChange, if not nil, is called after every change Set makes, on
+	// the goroutine that called Set, and after every change a
+	// [ModeWatcher] store pushes, on the store's goroutine (not for the
+	// mode NewSwitch loads). It runs once the change is in effect and no
+	// lock of the Switch is held, so it may call any method of the Switch.
+	// When changes arrive concurrently their calls to OnChange may arrive
+	// out of order; Mode reports the current mode.
 	OnChange func(ModeChange)
 }
 
@@ -129,7 +133,10 @@ type SwitchSettings struct {
 //
 // Mode is a single atomic load, cheap enough for every call. Set records
 // the change in a bounded history, saves it to the SwitchSettings.Store if
-// there is one, and then notifies SwitchSettings.OnChange.
+// there is one, and then notifies SwitchSettings.OnChange. A store that is
+// also a [ModeWatcher] pushes the changes other writers make (for example
+// the other instances of a fleet sharing one record), and the Switch
+// applies them the same way; Mode stays a local atomic load.
 //
 // A Switch is safe for concurrent use. The zero value is not usable; call
 // [NewSwitch].
@@ -141,7 +148,10 @@ type Switch struct {
 
 	mode atomic.Int32 // the current Mode
 
-	setMu sync.Mutex // serialises Set, including its store calls
+	stopWatch func() // ends a ModeWatcher's pushes; nil without one
+	closeOnce sync.Once
+
+	setMu sync.Mutex // serialises Set and pushed changes, including Set's store calls
 	// version is the store version last loaded or saved, and synced says
 	// whether it can be trusted: false after NewSwitch could not read the
 	// store or Save reported a conflict. Both are guarded by setMu.
@@ -153,7 +163,8 @@ type Switch struct {
 	next    int          // index in history of the oldest change once it is full
 }
 
-// NewSwitch returns a Switch for the dependency called name.
+// NewSwitch returns a Switch for the dependency called name. ctx bounds
+// the store's Load.
 //
 // When settings.Store holds a record, the Switch starts in the stored mode,
 // and the stored change is the first entry of its history. When the store
@@ -171,9 +182,13 @@ type Switch struct {
 // store: the damaged record stays for inspection, and Set reports the
 // store's error until the record is repaired or moved aside.
 //
+// When settings.Store is a [ModeWatcher], NewSwitch asks it to push
+// changes (even when the Load failed, so that the Switch catches up once
+// the store reads again); call Close to stop following them.
+//
 // NewSwitch returns a nil Switch and an error naming the field for invalid
 // settings.
-func NewSwitch(name string, settings SwitchSettings) (*Switch, error) {
+func NewSwitch(ctx context.Context, name string, settings SwitchSettings) (*Switch, error) {
 	if !settings.Initial.valid() {
 		return nil, fmt.Errorf("fallback: SwitchSettings.Initial must be auto, manual or primary, got %d: %w",
 			int32(settings.Initial), ErrUnknownMode)
@@ -194,21 +209,66 @@ func NewSwitch(name string, settings SwitchSettings) (*Switch, error) {
 	if s.store == nil {
 		return s, nil
 	}
-	c, version, err := s.store.Load()
+	err := s.load(ctx, settings.Initial)
+	if w, ok := s.store.(ModeWatcher); ok {
+		s.stopWatch = w.Watch(s.apply)
+	}
+	return s, err
+}
+
+// load starts s in the stored mode, or reports why it starts in initial.
+// It runs before any other goroutine knows s.
+func (s *Switch) load(ctx context.Context, initial Mode) error {
+	c, version, err := s.store.Load(ctx)
 	switch {
 	case errors.Is(err, ErrNoMode):
 		s.synced = true
-		return s, nil
+		return nil
 	case err != nil:
-		return s, fmt.Errorf("%w: switch %q starts in %v: %w", ErrModeUnreadable, name, settings.Initial, err)
+		return fmt.Errorf("%w: switch %q starts in %v: %w", ErrModeUnreadable, s.name, initial, err)
 	case !c.To.valid():
-		return s, fmt.Errorf("%w: switch %q starts in %v: %w: stored mode %d",
-			ErrModeUnreadable, name, settings.Initial, ErrModeCorrupt, int32(c.To))
+		return fmt.Errorf("%w: switch %q starts in %v: %w: stored mode %d",
+			ErrModeUnreadable, s.name, initial, ErrModeCorrupt, int32(c.To))
 	}
 	s.version, s.synced = version, true
 	s.mode.Store(int32(c.To))
 	s.record(c)
-	return s, nil
+	return nil
+}
+
+// apply takes in a change that a ModeWatcher store pushes. A change whose
+// version the Switch already has (its own Set, or an older record) and a
+// change to an undefined mode are ignored.
+func (s *Switch) apply(c ModeChange, version uint64) {
+	if !c.To.valid() {
+		return
+	}
+	s.setMu.Lock()
+	if s.synced && version <= s.version {
+		s.setMu.Unlock()
+		return
+	}
+	s.version, s.synced = version, true
+	s.mode.Store(int32(c.To))
+	s.record(c)
+	s.setMu.Unlock()
+
+	if s.onChange != nil {
+		s.onChange(c)
+	}
+}
+
+// Close stops following the changes a [ModeWatcher] store pushes and waits
+// until the store has stopped calling the Switch. The Switch keeps its mode
+// and stays usable: Mode and Set work as before. Close is needed only with
+// a ModeWatcher store; calling it more than once, or without one, does
+// nothing.
+func (s *Switch) Close() {
+	s.closeOnce.Do(func() {
+		if s.stopWatch != nil {
+			s.stopWatch()
+		}
+	})
 }
 
 // Name returns the name given to NewSwitch.
@@ -217,9 +277,10 @@ func (s *Switch) Name() string { return s.name }
 // Mode returns the current mode. It is a single atomic load.
 func (s *Switch) Mode() Mode { return Mode(s.mode.Load()) }
 
-// Set changes the mode to m, giving reason for the history and the store,
-// and returns once the change is in effect and, if the Switch has a store,
-// saved there. Setting the mode the Switch is already in does nothing.
+// Set changes the mode to m, recording actor (who makes the change) and
+// reason in the history and the store, and returns once the change is in
+// effect and, if the Switch has a store, saved there. ctx bounds the
+// store's calls. Setting the mode the Switch is already in does nothing.
 //
 // Set is all or nothing. If the store fails, Set returns its error
 // (wrapping [ErrModeConflict] when another writer changed the record since
@@ -235,7 +296,7 @@ func (s *Switch) Mode() Mode { return Mode(s.mode.Load()) }
 //
 // Set returns an error wrapping [ErrUnknownMode] for a Mode outside the
 // defined constants.
-func (s *Switch) Set(m Mode, reason string) error {
+func (s *Switch) Set(ctx context.Context, m Mode, actor, reason string) error {
 	if !m.valid() {
 		return fmt.Errorf("fallback: switch %q: set mode %d: %w", s.name, int32(m), ErrUnknownMode)
 	}
@@ -245,9 +306,9 @@ func (s *Switch) Set(m Mode, reason string) error {
 		s.setMu.Unlock()
 		return nil
 	}
-	c := ModeChange{Time: time.Now(), From: from, To: m, Reason: reason}
+	c := ModeChange{Time: time.Now(), From: from, To: m, Reason: reason, Actor: actor}
 	if s.store != nil {
-		if err := s.save(c); err != nil {
+		if err := s.save(ctx, c); err != nil {
 			s.setMu.Unlock()
 			return fmt.Errorf("fallback: switch %q stays %v: %w", s.name, from, err)
 		}
@@ -264,9 +325,9 @@ func (s *Switch) Set(m Mode, reason string) error {
 
 // save stores c, first learning the stored version if it is not known.
 // s.setMu must be held.
-func (s *Switch) save(c ModeChange) error {
+func (s *Switch) save(ctx context.Context, c ModeChange) error {
 	if !s.synced {
-		_, version, err := s.store.Load()
+		_, version, err := s.store.Load(ctx)
 		switch {
 		case errors.Is(err, ErrNoMode):
 			version = 0
@@ -275,7 +336,7 @@ func (s *Switch) save(c ModeChange) error {
 		}
 		s.version, s.synced = version, true
 	}
-	version, err := s.store.Save(c, s.version)
+	version, err := s.store.Save(ctx, c, s.version)
 	if errors.Is(err, ErrModeConflict) {
 		s.synced = false
 	}
@@ -287,6 +348,7 @@ func (s *Switch) save(c ModeChange) error {
 }
 
 // record appends c to the history, dropping the oldest change when full.
+// s.mu must not be held.
 func (s *Switch) record(c ModeChange) {
 	s.mu.Lock()
 	defer s.mu.Unlock()

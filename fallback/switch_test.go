@@ -1,6 +1,7 @@
 package fallback
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -91,7 +92,7 @@ func TestNewSwitchRejectsBadSettings(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run("rejects "+tt.name, func(t *testing.T) {
-			s, err := NewSwitch("db", tt.s)
+			s, err := NewSwitch(t.Context(), "db", tt.s)
 			require.Error(t, err, "NewSwitch(%+v)", tt.s)
 			assert.Nil(t, s)
 		})
@@ -100,32 +101,32 @@ func TestNewSwitchRejectsBadSettings(t *testing.T) {
 
 func TestSwitchSetRecordsHistory(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		s, err := NewSwitch("db", SwitchSettings{HistoryLen: 2})
+		s, err := NewSwitch(t.Context(), "db", SwitchSettings{HistoryLen: 2})
 		require.NoError(t, err)
 		assert.Equal(t, "db", s.Name())
 		assert.Equal(t, ModeAuto, s.Mode(), "Mode() of a new switch")
 		assert.Empty(t, s.History())
 
 		start := time.Now()
-		require.NoError(t, s.Set(ModeManual, "incident 42"))
+		require.NoError(t, s.Set(t.Context(), ModeManual, "op", "incident 42"))
 		time.Sleep(10 * time.Minute)
-		require.NoError(t, s.Set(ModeManual, "again"), "setting the same mode")
-		require.NoError(t, s.Set(ModePrimary, "diagnose"))
+		require.NoError(t, s.Set(t.Context(), ModeManual, "op", "again"), "setting the same mode")
+		require.NoError(t, s.Set(t.Context(), ModePrimary, "op", "diagnose"))
 		time.Sleep(time.Minute)
-		require.NoError(t, s.Set(ModeAuto, "resolved"))
+		require.NoError(t, s.Set(t.Context(), ModeAuto, "op", "resolved"))
 
 		assert.Equal(t, ModeAuto, s.Mode())
 		assert.Equal(t, []ModeChange{
-			{Time: start.Add(10 * time.Minute), From: ModeManual, To: ModePrimary, Reason: "diagnose"},
-			{Time: start.Add(11 * time.Minute), From: ModePrimary, To: ModeAuto, Reason: "resolved"},
+			{Time: start.Add(10 * time.Minute), From: ModeManual, To: ModePrimary, Reason: "diagnose", Actor: "op"},
+			{Time: start.Add(11 * time.Minute), From: ModePrimary, To: ModeAuto, Reason: "resolved", Actor: "op"},
 		}, s.History(), "History() keeps the last HistoryLen changes, oldest first")
 	})
 }
 
 func TestSwitchSetRejectsUndefinedMode(t *testing.T) {
-	s, err := NewSwitch("db", SwitchSettings{})
+	s, err := NewSwitch(t.Context(), "db", SwitchSettings{})
 	require.NoError(t, err)
-	require.ErrorIs(t, s.Set(Mode(9), "typo"), ErrUnknownMode)
+	require.ErrorIs(t, s.Set(t.Context(), Mode(9), "op", "typo"), ErrUnknownMode)
 	assert.Equal(t, ModeAuto, s.Mode())
 	assert.Empty(t, s.History())
 }
@@ -136,17 +137,17 @@ func TestSwitchOnChangeMayUseTheSwitch(t *testing.T) {
 		got  []ModeChange
 		seen []Mode
 	)
-	s, err := NewSwitch("db", SwitchSettings{OnChange: func(c ModeChange) {
+	s, err := NewSwitch(t.Context(), "db", SwitchSettings{OnChange: func(c ModeChange) {
 		got = append(got, c)
 		seen = append(seen, s.Mode())
 		_ = s.History()
 		if c.To == ModeManual {
 			// A callback may even change the mode again.
-			require.NoError(t, s.Set(ModeAuto, "undo"))
+			require.NoError(t, s.Set(t.Context(), ModeAuto, "op", "undo"))
 		}
 	}})
 	require.NoError(t, err)
-	require.NoError(t, s.Set(ModeManual, "go manual"))
+	require.NoError(t, s.Set(t.Context(), ModeManual, "op", "go manual"))
 
 	require.Len(t, got, 2)
 	assert.Equal(t, ModeManual, got[0].To)
@@ -161,15 +162,15 @@ func TestSwitchPersistsMode(t *testing.T) {
 		store, err := NewFileModeStore(path)
 		require.NoError(t, err)
 
-		s, err := NewSwitch("db", SwitchSettings{Store: store})
+		s, err := NewSwitch(t.Context(), "db", SwitchSettings{Store: store})
 		require.NoError(t, err, "NewSwitch with an empty store")
 		assert.Equal(t, ModeAuto, s.Mode())
-		require.NoError(t, s.Set(ModeManual, "incident 42"))
-		want := ModeChange{Time: time.Now(), From: ModeAuto, To: ModeManual, Reason: "incident 42"}
+		require.NoError(t, s.Set(t.Context(), ModeManual, "op", "incident 42"))
+		want := ModeChange{Time: time.Now(), From: ModeAuto, To: ModeManual, Reason: "incident 42", Actor: "op"}
 
 		store2, err := NewFileModeStore(path)
 		require.NoError(t, err)
-		restarted, err := NewSwitch("db", SwitchSettings{Store: store2, Initial: ModePrimary})
+		restarted, err := NewSwitch(t.Context(), "db", SwitchSettings{Store: store2, Initial: ModePrimary})
 		require.NoError(t, err, "NewSwitch after a restart")
 		assert.Equal(t, ModeManual, restarted.Mode(), "Mode() after a restart")
 		hist := restarted.History()
@@ -178,8 +179,8 @@ func TestSwitchPersistsMode(t *testing.T) {
 		hist[0].Time = want.Time
 		assert.Equal(t, want, hist[0])
 
-		require.NoError(t, restarted.Set(ModeAuto, "resolved"), "Set after a restart continues the versions")
-		c, version, err := store2.Load()
+		require.NoError(t, restarted.Set(t.Context(), ModeAuto, "op", "resolved"), "Set after a restart continues the versions")
+		c, version, err := store2.Load(t.Context())
 		require.NoError(t, err)
 		assert.Equal(t, ModeAuto, c.To)
 		assert.Equal(t, uint64(2), version)
@@ -194,13 +195,13 @@ func TestSwitchFailsSafeOnCorruptStore(t *testing.T) {
 	require.NoError(t, err)
 
 	var calls int
-	s, err := NewSwitch("db", SwitchSettings{Store: store, Initial: ModeManual, OnChange: func(ModeChange) { calls++ }})
+	s, err := NewSwitch(t.Context(), "db", SwitchSettings{Store: store, Initial: ModeManual, OnChange: func(ModeChange) { calls++ }})
 	require.ErrorIs(t, err, ErrModeUnreadable)
 	require.ErrorIs(t, err, ErrModeCorrupt)
 	require.NotNil(t, s, "NewSwitch returns a usable switch with ErrModeUnreadable")
 	assert.Equal(t, ModeManual, s.Mode(), "the switch starts in Initial")
 
-	err = s.Set(ModeAuto, "operator")
+	err = s.Set(t.Context(), ModeAuto, "op", "operator")
 	require.ErrorIs(t, err, ErrModeCorrupt, "Set over a damaged record")
 	assert.Equal(t, ModeManual, s.Mode(), "a failed Set leaves the mode")
 	assert.Empty(t, s.History(), "a failed Set records nothing")
@@ -210,7 +211,7 @@ func TestSwitchFailsSafeOnCorruptStore(t *testing.T) {
 	assert.Equal(t, damaged, got, "the damaged record is left alone")
 
 	require.NoError(t, os.Rename(path, path+".bad"))
-	require.NoError(t, s.Set(ModeAuto, "operator"), "Set once the damaged record is moved aside")
+	require.NoError(t, s.Set(t.Context(), ModeAuto, "op", "operator"), "Set once the damaged record is moved aside")
 	assert.Equal(t, ModeAuto, s.Mode())
 	assert.Equal(t, 1, calls)
 }
@@ -233,9 +234,9 @@ func TestFileModeStoreReportsDamage(t *testing.T) {
 
 			store, err := NewFileModeStore(path)
 			require.NoError(t, err)
-			_, _, err = store.Load()
+			_, _, err = store.Load(t.Context())
 			require.ErrorIs(t, err, ErrModeCorrupt, "Load() of %s", tt.name)
-			_, err = NewSwitch("db", SwitchSettings{Store: store})
+			_, err = NewSwitch(t.Context(), "db", SwitchSettings{Store: store})
 			require.ErrorIs(t, err, ErrModeUnreadable)
 		})
 	}
@@ -250,18 +251,18 @@ func TestSwitchSetConflict(t *testing.T) {
 	open := func() *Switch {
 		store, err := NewFileModeStore(path)
 		require.NoError(t, err)
-		s, err := NewSwitch("db", SwitchSettings{Store: store})
+		s, err := NewSwitch(t.Context(), "db", SwitchSettings{Store: store})
 		require.NoError(t, err)
 		return s
 	}
 	a, b := open(), open()
-	require.NoError(t, a.Set(ModeManual, "first writer"))
-	err := b.Set(ModePrimary, "second writer")
+	require.NoError(t, a.Set(t.Context(), ModeManual, "op", "first writer"))
+	err := b.Set(t.Context(), ModePrimary, "op", "second writer")
 	require.ErrorIs(t, err, ErrModeConflict, "Set by a writer that missed a change")
 	assert.Equal(t, ModeAuto, b.Mode(), "a conflicting Set leaves the mode")
 	assert.Equal(t, ModeManual, open().Mode(), "the first writer's change is kept")
 
-	require.NoError(t, b.Set(ModePrimary, "override"), "Set again after a conflict")
+	require.NoError(t, b.Set(t.Context(), ModePrimary, "op", "override"), "Set again after a conflict")
 	assert.Equal(t, ModePrimary, b.Mode())
 	assert.Equal(t, ModePrimary, open().Mode(), "the override is stored")
 }
@@ -272,27 +273,27 @@ type flakyStore struct {
 	failed bool
 }
 
-func (f *flakyStore) Load() (ModeChange, uint64, error) {
+func (f *flakyStore) Load(ctx context.Context) (ModeChange, uint64, error) {
 	if !f.failed {
 		f.failed = true
 		return ModeChange{}, 0, errors.New("read error")
 	}
-	return f.ModeStore.Load()
+	return f.ModeStore.Load(ctx)
 }
 
 func TestSwitchRecoversFromUnreadableStore(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "db.mode")
 	store, err := NewFileModeStore(path)
 	require.NoError(t, err)
-	first, err := NewSwitch("db", SwitchSettings{Store: store})
+	first, err := NewSwitch(t.Context(), "db", SwitchSettings{Store: store})
 	require.NoError(t, err)
-	require.NoError(t, first.Set(ModeManual, "incident"))
+	require.NoError(t, first.Set(t.Context(), ModeManual, "op", "incident"))
 
-	s, err := NewSwitch("db", SwitchSettings{Store: &flakyStore{ModeStore: store}})
+	s, err := NewSwitch(t.Context(), "db", SwitchSettings{Store: &flakyStore{ModeStore: store}})
 	require.ErrorIs(t, err, ErrModeUnreadable, "NewSwitch when the first read fails")
 	assert.Equal(t, ModeAuto, s.Mode())
-	require.NoError(t, s.Set(ModePrimary, "operator"), "Set once the store reads again")
-	_, version, err := store.Load()
+	require.NoError(t, s.Set(t.Context(), ModePrimary, "op", "operator"), "Set once the store reads again")
+	_, version, err := store.Load(t.Context())
 	require.NoError(t, err)
 	assert.Equal(t, uint64(2), version)
 }
@@ -300,26 +301,28 @@ func TestSwitchRecoversFromUnreadableStore(t *testing.T) {
 // failingStore is a ModeStore whose Save fails with err.
 type failingStore struct{ err error }
 
-func (f failingStore) Load() (ModeChange, uint64, error)       { return ModeChange{}, 0, ErrNoMode }
-func (f failingStore) Save(ModeChange, uint64) (uint64, error) { return 0, f.err }
+func (f failingStore) Load(context.Context) (ModeChange, uint64, error) {
+	return ModeChange{}, 0, ErrNoMode
+}
+func (f failingStore) Save(context.Context, ModeChange, uint64) (uint64, error) { return 0, f.err }
 
 func TestSwitchSetSaveFails(t *testing.T) {
 	diskFull := errors.New("disk full")
-	s, err := NewSwitch("db", SwitchSettings{Store: failingStore{diskFull}})
+	s, err := NewSwitch(t.Context(), "db", SwitchSettings{Store: failingStore{diskFull}})
 	require.NoError(t, err)
-	require.ErrorIs(t, s.Set(ModeManual, "incident"), diskFull)
+	require.ErrorIs(t, s.Set(t.Context(), ModeManual, "op", "incident"), diskFull)
 	assert.Equal(t, ModeAuto, s.Mode())
 	assert.Empty(t, s.History())
 }
 
 func TestSwitchConcurrentSet(t *testing.T) {
-	s, err := NewSwitch("db", SwitchSettings{Store: nil, HistoryLen: 8})
+	s, err := NewSwitch(t.Context(), "db", SwitchSettings{Store: nil, HistoryLen: 8})
 	require.NoError(t, err)
 	var wg sync.WaitGroup
 	for i := range 8 {
 		wg.Go(func() {
 			for j := range 100 {
-				_ = s.Set(Mode((i+j)%3), "flip")
+				_ = s.Set(t.Context(), Mode((i+j)%3), "op", "flip")
 				_ = s.Mode()
 				_ = s.History()
 			}
@@ -333,6 +336,132 @@ func TestSwitchConcurrentSet(t *testing.T) {
 	for i := 1; i < len(hist); i++ {
 		assert.Equal(t, hist[i-1].To, hist[i].From, "History()[%d].From", i)
 	}
+}
+
+// pushStore is a ModeWatcher over an inner store whose pushes the test
+// makes by calling push, standing in for a shared store's watch.
+type pushStore struct {
+	ModeStore
+	mu      sync.Mutex
+	apply   func(ModeChange, uint64) // nil before Watch and after stop
+	watches int
+}
+
+func (p *pushStore) Watch(apply func(ModeChange, uint64)) func() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.apply = apply
+	p.watches++
+	return func() {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		p.apply = nil
+	}
+}
+
+// push delivers c as the store's version v, if a Switch is watching.
+func (p *pushStore) push(c ModeChange, v uint64) {
+	p.mu.Lock()
+	apply := p.apply
+	p.mu.Unlock()
+	if apply != nil {
+		apply(c, v)
+	}
+}
+
+func TestSwitchFollowsPushedChanges(t *testing.T) {
+	newPushed := func(t *testing.T, inner ModeStore) (*Switch, *pushStore, *[]ModeChange) {
+		ps := &pushStore{ModeStore: inner}
+		var mu sync.Mutex
+		var seen []ModeChange
+		s, err := NewSwitch(t.Context(), "db", SwitchSettings{Store: ps, OnChange: func(c ModeChange) {
+			mu.Lock()
+			defer mu.Unlock()
+			seen = append(seen, c)
+		}})
+		require.NoError(t, err)
+		t.Cleanup(s.Close)
+		return s, ps, &seen
+	}
+	fileStore := func(t *testing.T) ModeStore {
+		store, err := NewFileModeStore(filepath.Join(t.TempDir(), "db.mode"))
+		require.NoError(t, err)
+		return store
+	}
+	other := ModeChange{From: ModeAuto, To: ModeManual, Reason: "incident", Actor: "bob"}
+
+	t.Run("a newer change takes effect and is notified", func(t *testing.T) {
+		s, ps, seen := newPushed(t, fileStore(t))
+		ps.push(other, 3)
+		assert.Equal(t, ModeManual, s.Mode(), "Mode() after a push")
+		assert.Equal(t, []ModeChange{other}, s.History())
+		assert.Equal(t, []ModeChange{other}, *seen, "OnChange calls")
+	})
+	t.Run("the switch's own saved change is not applied twice", func(t *testing.T) {
+		s, ps, seen := newPushed(t, fileStore(t))
+		require.NoError(t, s.Set(t.Context(), ModePrimary, "op", "diagnose"))
+		c, v, err := ps.Load(t.Context())
+		require.NoError(t, err)
+		ps.push(c, v)
+		assert.Len(t, s.History(), 1, "History() after its own change comes back")
+		assert.Len(t, *seen, 1, "OnChange calls")
+	})
+	t.Run("an older change and an undefined mode are ignored", func(t *testing.T) {
+		s, ps, _ := newPushed(t, fileStore(t))
+		ps.push(other, 5)
+		ps.push(ModeChange{From: ModeManual, To: ModePrimary}, 4)
+		ps.push(ModeChange{From: ModeManual, To: Mode(7)}, 6)
+		assert.Equal(t, ModeManual, s.Mode())
+		assert.Len(t, s.History(), 1)
+	})
+	t.Run("a push brings a switch that could not load in sync", func(t *testing.T) {
+		inner := fileStore(t)
+		ps := &pushStore{ModeStore: &flakyStore{ModeStore: inner}}
+		s, err := NewSwitch(t.Context(), "db", SwitchSettings{Store: ps})
+		require.ErrorIs(t, err, ErrModeUnreadable)
+		require.Equal(t, 1, ps.watches, "NewSwitch watches even when Load fails")
+		version, err := inner.Save(t.Context(), other, 0)
+		require.NoError(t, err)
+		ps.push(other, version)
+		assert.Equal(t, ModeManual, s.Mode())
+		require.NoError(t, s.Set(t.Context(), ModeAuto, "op", "resolved"),
+			"Set after a push uses the pushed version")
+	})
+	t.Run("Close stops following", func(t *testing.T) {
+		s, ps, _ := newPushed(t, fileStore(t))
+		s.Close()
+		s.Close()
+		ps.push(other, 9)
+		assert.Equal(t, ModeAuto, s.Mode(), "Mode() after Close and a push")
+		require.NoError(t, s.Set(t.Context(), ModePrimary, "op", "diagnose"), "Set after Close")
+	})
+}
+
+func TestSwitchPushesRaceWithSet(t *testing.T) {
+	store, err := NewFileModeStore(filepath.Join(t.TempDir(), "db.mode"))
+	require.NoError(t, err)
+	ps := &pushStore{ModeStore: store}
+	s, err := NewSwitch(t.Context(), "db", SwitchSettings{Store: ps, HistoryLen: 1000})
+	require.NoError(t, err)
+	defer s.Close()
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for i := range 100 {
+			_ = s.Set(t.Context(), Mode(i%3), "op", "flip")
+		}
+	})
+	wg.Go(func() {
+		for range 100 {
+			if c, v, err := store.Load(t.Context()); err == nil {
+				ps.push(c, v)
+			}
+			_ = s.Mode()
+		}
+	})
+	wg.Wait()
+	c, _, err := store.Load(t.Context())
+	require.NoError(t, err)
+	assert.Equal(t, c.To, s.Mode(), "Mode() ends at the stored mode")
 }
 
 func FuzzModeUnmarshalText(f *testing.F) {

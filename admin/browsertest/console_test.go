@@ -168,7 +168,7 @@ func newConsole(t *testing.T) *console {
 	var err error
 	c.payments, err = breaker.New(breaker.Settings{Name: "payments"})
 	require.NoError(t, err)
-	c.desk, err = fallback.NewSwitch("check-in-desk", fallback.SwitchSettings{})
+	c.desk, err = fallback.NewSwitch(context.Background(), "check-in-desk", fallback.SwitchSettings{})
 	require.NoError(t, err)
 	c.outbox, err = fallback.OpenOutbox(filepath.Join(t.TempDir(), "outbox"), fallback.OutboxOptions{Rate: 1000})
 	require.NoError(t, err)
@@ -243,7 +243,8 @@ func TestTheConsoleInARealBrowser(t *testing.T) {
 		assert.Equal(t, fallback.ModeManual, c.desk.Mode(), "the Go switch follows the page")
 		h := c.desk.History()
 		require.NotEmpty(t, h)
-		assert.Equal(t, "booking API down (by alice)", h[len(h)-1].Reason)
+		assert.Equal(t, "booking API down", h[len(h)-1].Reason)
+		assert.Equal(t, "alice", h[len(h)-1].Actor)
 	})
 
 	t.Run("shows the rollout's rings and the outbox's backlog", func(t *testing.T) {

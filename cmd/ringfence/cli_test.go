@@ -47,7 +47,7 @@ func newService(t *testing.T) *service {
 	s.s3, err = breaker.NewGroup(breaker.Settings{Name: "s3"}, breaker.GroupOptions{})
 	require.NoError(t, err)
 	s.s3.Get("eu")
-	s.desk, err = fallback.NewSwitch("desk", fallback.SwitchSettings{})
+	s.desk, err = fallback.NewSwitch(context.Background(), "desk", fallback.SwitchSettings{})
 	require.NoError(t, err)
 	s.outbox, err = fallback.OpenOutbox(filepath.Join(t.TempDir(), "outbox"), fallback.OutboxOptions{Rate: rate.Inf})
 	require.NoError(t, err)

@@ -57,7 +57,7 @@ func newSimulation(dir string, out io.Writer) (*simulation, error) {
 	if s.regions, err = breaker.NewGroup(breaker.Settings{Name: "region", ConsecutiveFailures: 3, OpenTimeout: 5 * time.Second}, breaker.GroupOptions{}); err != nil {
 		return nil, err
 	}
-	if s.desk, err = fallback.NewSwitch("check-in-desk", fallback.SwitchSettings{}); err != nil {
+	if s.desk, err = fallback.NewSwitch(context.Background(), "check-in-desk", fallback.SwitchSettings{}); err != nil {
 		return nil, err
 	}
 	if s.outbox, err = fallback.OpenOutbox(filepath.Join(dir, "outbox"), fallback.OutboxOptions{Rate: 20, MaxAttempts: 5}); err != nil {

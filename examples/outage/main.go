@@ -211,7 +211,7 @@ func ringfenceDay(ctx context.Context, w io.Writer) (Summary, error) {
 
 	// The operator's switch. A deployment would give it a
 	// fallback.FileModeStore so the choice survives a restart.
-	sw, err := fallback.NewSwitch("booking-api", fallback.SwitchSettings{
+	sw, err := fallback.NewSwitch(ctx, "booking-api", fallback.SwitchSettings{
 		OnChange: func(c fallback.ModeChange) {
 			tl.logf("operator: desk %v -> %v (%s)", c.From, c.To, c.Reason)
 		},
@@ -281,7 +281,7 @@ func ringfenceDay(ctx context.Context, w io.Writer) (Summary, error) {
 			api.setDown(true)
 			tl.logf("booking API goes down (it stores one more boarding pass, but its answer is lost)")
 		case manualAt:
-			if err := sw.Set(fallback.ModeManual, "booking API outage confirmed; stop calling it"); err != nil {
+			if err := sw.Set(ctx, fallback.ModeManual, "operator", "booking API outage confirmed; stop calling it"); err != nil {
 				return Summary{}, err
 			}
 		case upAt:
@@ -409,7 +409,7 @@ func issueAtDesk(p BoardingPass) BoardingPass {
 // let the breaker's ramp finish before the next passenger.
 func recoverDesk(ctx context.Context, tl *timeline, sw *fallback.Switch, outbox *fallback.Outbox,
 	br *breaker.Breaker, client *bookingClient, sum *Summary, closed <-chan time.Time) error {
-	if err := sw.Set(fallback.ModeAuto, "booking API recovered"); err != nil {
+	if err := sw.Set(ctx, fallback.ModeAuto, "operator", "booking API recovered"); err != nil {
 		return err
 	}
 	tl.logf("outbox replay started: %d boarding-pass records", outbox.Pending())
