@@ -228,11 +228,25 @@ func (m *memStore) Save(_ context.Context, r rollout.Record, expect uint64) (uin
 }
 
 func TestCheckTraffic(t *testing.T) {
-	rep, err := rollout.CheckTraffic(rollout.Plan{}, rollout.Traffic{CallsPerSecond: 100, Keys: 10_000})
+	rep, err := rollout.CheckTraffic(rollout.Plan{}, rollout.Traffic{CallsPerSecond: 100})
 	require.NoError(t, err)
-	assert.True(t, rep.Viable, "the default plan at 100 calls/s over 10,000 hosts")
+	assert.True(t, rep.Viable, "the default plan at 100 calls/s")
 	assert.InDelta(t, 69.4, rep.NeededCallsPerSecond, 0.1, "traffic the default plan needs")
+
+	// With 10,000 hosts the first ring holds 10 of them, give or take 3:
+	// a ring short of hosts must still gather its samples.
+	rep, err = rollout.CheckTraffic(rollout.Plan{}, rollout.Traffic{CallsPerSecond: 100, Keys: 10_000})
+	require.NoError(t, err)
+	assert.False(t, rep.Viable, "the default plan at 100 calls/s over 10,000 hosts")
 	assert.InDelta(t, 10, rep.Stages[0].Keys, 1e-9, "hosts in the first ring")
+	assert.InDelta(t, 189, rep.NeededCallsPerSecond, 0.5, "traffic the default plan needs over 10,000 hosts")
+	first := rep.FirstViablePercent
+	stages := append([]rollout.Stage{{Percent: first, Bake: 30 * time.Minute}}, rollout.DefaultStages()[1:]...)
+	if first >= 1 {
+		stages = append([]rollout.Stage{{Percent: first, Bake: 30 * time.Minute}}, rollout.DefaultStages()[2:]...)
+	}
+	_, err = rollout.New(rollout.Plan{Stages: stages, Traffic: rollout.Traffic{CallsPerSecond: 100, Keys: 10_000}})
+	require.NoError(t, err, "New with the first ring CheckTraffic suggests over 10,000 hosts (%v%%)", first)
 
 	rep, err = rollout.CheckTraffic(rollout.Plan{}, rollout.Traffic{CallsPerSecond: 1})
 	require.NoError(t, err)
