@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -154,6 +155,8 @@ type Rollout struct {
 	fleet      Verdict
 	fleetEpoch uint64
 	hasFleet   bool
+	// carried is the tests' evidence from the stages before this one.
+	carried carried
 	history    []Event
 	pending    []Event // events awaiting delivery to OnEvent
 	delivering bool
@@ -462,6 +465,9 @@ func (r *Rollout) restore(rec Record, ver uint64) error {
 	if err := r.restoreCounts(s, rec); err != nil {
 		return r.failSafe(err)
 	}
+	if err := r.restoreCarried(rec.Carried); err != nil {
+		return r.failSafe(err)
+	}
 	r.stats.Store(s)
 	r.setRoute()
 	r.record(Event{Time: now, Rollout: r.p.Name, From: rec.State, To: rec.State, Stage: r.stage,
@@ -498,6 +504,26 @@ func (r *Rollout) restoreCounts(s *stats, rec Record) error {
 		s.lat.Store(int32(e.LatencyBucket))
 	} else {
 		r.learnLatency(s)
+	}
+	return nil
+}
+
+// restoreCarried resumes the evidence carried from earlier stages. A
+// record without it resumes with none, which only makes the tests need
+// more evidence.
+func (r *Rollout) restoreCarried(c []float64) error {
+	if c == nil {
+		r.carried = carried{}
+		return nil
+	}
+	if len(c) != tests {
+		return fmt.Errorf("stored carried evidence has %d tests, want %d", len(c), tests)
+	}
+	for i, x := range c {
+		if math.IsNaN(x) || math.IsInf(x, 0) {
+			return fmt.Errorf("stored carried evidence %d is %v", i, x)
+		}
+		r.carried[i] = x
 	}
 	return nil
 }
@@ -576,6 +602,10 @@ func (r *Rollout) elapsedAt(now time.Time) time.Duration {
 func (r *Rollout) transition(now time.Time, to State, stage int, reason string, v Verdict) {
 	from := r.state
 	newStage := stage != r.stage || from == Pending
+	if newStage && from != Pending && stage == r.stage+1 {
+		// The stage ends healthy: its evidence carries into the next.
+		r.carried = r.carried.add(v)
+	}
 	if r.state == Running {
 		r.elapsed += now.Sub(r.runningSince)
 	}
@@ -656,7 +686,7 @@ func (r *Rollout) snapshotRecord(now time.Time) Record {
 		Name: r.p.Name, Salt: r.p.Salt, Stages: len(r.p.stages), Stage: r.stage,
 		Percent: r.p.stages[r.stage].Percent, State: r.state, Reason: r.reason,
 		Elapsed: r.elapsedAt(now), DeadlineFrom: r.deadlineFrom,
-		Baseline: base, Canary: canary, Evidence: &e,
+		Baseline: base, Canary: canary, Evidence: &e, Carried: r.carried[:],
 		Saved: now,
 	}
 }
@@ -687,14 +717,14 @@ func (r *Rollout) commit(ctx context.Context, now time.Time, to State, stage int
 	// Build the record of the state after the transition.
 	state, st, rs := r.state, r.stage, r.reason
 	el, since, dl := r.elapsed, r.runningSince, r.deadlineFrom
-	oldStats, epoch := r.stats.Load(), r.epoch
+	oldStats, epoch, carried := r.stats.Load(), r.epoch, r.carried
 	hist, pend := len(r.history), len(r.pending)
 	r.transition(now, to, stage, reason, v)
 	if err := r.save(ctx, now); err != nil {
 		r.state, r.stage, r.reason = state, st, rs
 		r.elapsed, r.runningSince, r.deadlineFrom = el, since, dl
 		r.stats.Store(oldStats)
-		r.epoch = epoch
+		r.epoch, r.carried = epoch, carried
 		r.history, r.pending = r.history[:hist], r.pending[:pend]
 		return err
 	}
