@@ -156,7 +156,7 @@ type Rollout struct {
 	fleetEpoch uint64
 	hasFleet   bool
 	// carried is the tests' evidence from the stages before this one.
-	carried carried
+	carried    carried
 	history    []Event
 	pending    []Event // events awaiting delivery to OnEvent
 	delivering bool
