@@ -293,3 +293,32 @@ func TestObserveKeyAllocatesNothing(t *testing.T) {
 		t.Errorf("Variant allocs = %v, want 0", n)
 	}
 }
+
+func TestEvidenceCarriesAcrossStagesAndRestarts(t *testing.T) {
+	store := &memStore{}
+	p := rollout.Plan{Name: "carry", Store: store,
+		Stages: []rollout.Stage{{Percent: 10, MinSamples: 100}, {Percent: 50, MinSamples: 100}, {Percent: 100}}}
+	first := started(t, p)
+	// A canary somewhat worse than the baseline: not enough to roll back
+	// in the first ring.
+	for i := range 2000 {
+		host := fmt.Sprintf("h-%d", i)
+		v := first.Variant(host)
+		var err error
+		if (v == rollout.Canary && i%25 == 0) || i%100 == 0 {
+			err = errors.New("boom")
+		}
+		first.ObserveKey(host, v, err, time.Millisecond)
+	}
+	end, err := first.Evaluate()
+	require.NoError(t, err)
+	require.Equal(t, 1, first.Status().Stage, "the first ring advanced")
+	require.Greater(t, end.LikelihoodRatio, 1.0, "the first ring's evidence against the canary")
+	assert.InDelta(t, end.LikelihoodRatio, first.Status().Verdict.LikelihoodRatio, 1e-9*end.LikelihoodRatio,
+		"the next stage starts from the first ring's ratio")
+
+	second := newRollout(t, p)
+	require.NoError(t, second.Start(t.Context()))
+	assert.InDelta(t, end.LikelihoodRatio, second.Status().Verdict.LikelihoodRatio, 1e-9*end.LikelihoodRatio,
+		"the carried ratio after a restart")
+}
