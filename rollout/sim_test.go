@@ -325,6 +325,46 @@ func TestSimulationAAHosts(t *testing.T) {
 	}
 }
 
+// hostPlan returns the default rings with the first ring CheckTraffic
+// finds viable for 100 calls/s over hosts keys.
+func hostPlan(t *testing.T, hosts int) rollout.Plan {
+	traffic := rollout.Traffic{CallsPerSecond: 100, Keys: hosts}
+	rep, err := rollout.CheckTraffic(rollout.Plan{}, traffic)
+	require.NoError(t, err)
+	stages := rollout.DefaultStages()
+	stages[0].Percent = rep.FirstViablePercent
+	p := rollout.Plan{Stages: stages, Traffic: traffic}
+	_, err = rollout.New(p)
+	require.NoError(t, err, "New with the first ring CheckTraffic finds viable (%v%%)", rep.FirstViablePercent)
+	return p
+}
+
+func TestSimulationViableHostPlans(t *testing.T) {
+	for _, tt := range []struct {
+		name   string
+		factor float64
+	}{
+		{"A/A", 1},
+		{"bad canary 5x", 5},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			if raceEnabled {
+				t.Skip("one fleet of hosts is enough under the race detector")
+			}
+			p := hostPlan(t, 10_000)
+			sim := fleetSim{plan: p, hosts: 10_000, rate: 100, baseErr: 0.01, spread: true, canaryFactor: tt.factor, maxSeconds: 20_000}
+			tl := sim.many(t, simSize(1, 100))
+			tl.report(t, fmt.Sprintf("%s, 10,000 hosts, Beta-spread 1%% rates, first ring %v%% from CheckTraffic, 100 calls/s", tt.name, p.Stages[0].Percent))
+			if tt.factor == 1 && tl.rolledBack > maxFalseRollbacks(tl.runs, rollout.DefaultAlpha) {
+				t.Errorf("false roll backs = %d of %d, want <= %d", tl.rolledBack, tl.runs, maxFalseRollbacks(tl.runs, rollout.DefaultAlpha))
+			}
+			if tt.factor > 1 && (tl.promoted > 0 || tl.rolledBack < tl.runs*99/100) {
+				t.Errorf("rolled back %d and promoted %d of %d, want >= 99%% rolled back and none promoted", tl.rolledBack, tl.promoted, tl.runs)
+			}
+		})
+	}
+}
+
 func TestSimulationAARequests(t *testing.T) {
 	for _, rate := range []float64{1, 20, 500} {
 		for _, pe := range []float64{0.001, 0.01, 0.05} {
