@@ -460,7 +460,11 @@ func TestSimulationBadCanaries(t *testing.T) {
 		{"20x a 2% error rate, request-level, 5,000 calls/s", fleetSim{plan: rollout.Plan{Stages: ringsOf2000}, rate: 5000, baseErr: 0.02, canaryFactor: 20}, 0.99},
 		{"5x a 0.2% error rate, request-level, 5,000 calls/s", fleetSim{plan: rollout.Plan{Stages: ringsOf2000}, rate: 5000, baseErr: 0.002, canaryFactor: 5}, 0.99},
 		{"5x a 1% error rate, 10,000 hosts, default plan, 100 calls/s", fleetSim{hosts: 10_000, rate: 100, baseErr: 0.01, canaryFactor: 5}, 0.99},
-		{"5x Beta-spread 1% rates, 10,000 hosts, default plan, 100 calls/s", fleetSim{hosts: 10_000, rate: 100, baseErr: 0.01, canaryFactor: 5, spread: true}, 0.99},
+		// The default plan is short of traffic over 10,000 hosts at 100
+		// calls/s (CheckTraffic with Keys says so): a few runs pause at a
+		// ring's deadline, inconclusive, never promoted. On the plan
+		// CheckTraffic finds viable, see TestSimulationViableHostPlans.
+		{"5x Beta-spread 1% rates, 10,000 hosts, default plan, 100 calls/s", fleetSim{hosts: 10_000, rate: 100, baseErr: 0.01, canaryFactor: 5, spread: true}, 0.95},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			tt.sim.maxSeconds = 20_000
