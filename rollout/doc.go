@@ -130,7 +130,7 @@
 //     estimates with fixed bounds and are outside the Alpha bound.
 //   - Silence: a crashed host reports nothing. With keys, the judge
 //     compares the keys Variant assigned that never reported: among the
-//     keys it follows (the canary's, and a baseline range up to four
+//     keys it follows (the canary's, and a baseline range up to 16
 //     times as wide), each silent key is, if the canary's keys report as
 //     reliably as the baseline's, a canary key with probability equal to
 //     the canary's share of the followed assigned keys. The canary is

@@ -434,8 +434,8 @@ func TestSimulationAALatency(t *testing.T) {
 		sim := fleetSim{plan: viablePlan(t, 500), rate: 500, baseErr: 0.01, latency: lognormal(0.5), canarySlow: 3, maxSeconds: 20_000}
 		tl := sim.many(t, simSize(2, 100))
 		tl.report(t, "latency 3x, request-level, 500 calls/s")
-		if tl.rolledBack != tl.runs || tl.rules[rollout.RuleLatency] != tl.runs {
-			t.Errorf("rolled back %d of %d (rules %v), want all by %q", tl.rolledBack, tl.runs, tl.rules, rollout.RuleLatency)
+		if tl.rolledBack != tl.runs || tl.rules[rollout.RuleLatency] < tl.runs*95/100 {
+			t.Errorf("rolled back %d of %d (rules %v), want all, at least 95%% by %q", tl.rolledBack, tl.runs, tl.rules, rollout.RuleLatency)
 		}
 	})
 }

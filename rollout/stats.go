@@ -138,9 +138,12 @@ func newStats(ppm uint32) *stats {
 
 // mirrorFactor is how much wider than the canary's the followed baseline
 // range is, where there is room: a wider reference makes each silent canary
-// key stronger evidence, so that a ring of ten keys that all go silent is
-// caught in that ring.
-const mirrorFactor = 4
+// key stronger evidence, so that a ring of ten keys of which three crash is
+// caught in that ring. The baseline's slots then hold more keys each, and
+// a slot is silent only if all its keys are; the rule's floor (a fifth of
+// the canary's keys silent, Judge.SilenceRatio) keeps the few keys
+// assigned but not yet reported at an evaluation from tipping it.
+const mirrorFactor = 16
 
 // trackWidths returns the widths of the followed canary and baseline
 // ranges of a stage at ppm.
