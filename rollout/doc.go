@@ -201,8 +201,8 @@
 // before testing, so that the evidence a few keys can give is bounded by
 // their number. This correction is a quasi-likelihood one, not an exact
 // martingale: its level is the one the package's simulations measure (see
-// JUDGE.md in the repository: every A/A setting, with 1,000 or 10,000 hosts
-// and identical or Beta-spread rates, within Alpha).
+// rollout/JUDGE.md in the repository: every A/A setting, with 1,000 or
+// 10,000 hosts and identical or Beta-spread rates, within Alpha).
 //
 // What it does not promise: it does not bound roll backs by the guardrails;
 // it assumes the canary's share of calls stays steady within a stage (a
