@@ -2,6 +2,6 @@
 
 package rollout_test
 
-// raceEnabled reports whether the race detector is on: the simulations
-// then run one rollout per setting, as a check that they still run.
+// raceEnabled reports whether the race detector is on: the long
+// simulations then skip.
 const raceEnabled = true

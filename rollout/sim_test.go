@@ -209,6 +209,7 @@ func (s fleetSim) run(t *testing.T, seed uint64) simOutcome {
 // tally is the outcome of many simulated rollouts of one setting.
 type tally struct {
 	runs, rolledBack, promoted, paused, emptyRing int
+	unfinished                                    int // still running at maxSeconds
 	exposedSum                                    int
 	rules                                         map[rollout.Rule]int
 }
@@ -225,11 +226,13 @@ func (s fleetSim) many(t *testing.T, runs int) tally {
 				tl.rules[o.rule]++
 			case rollout.Promoted:
 				tl.promoted++
-			default:
+			case rollout.Paused:
 				tl.paused++
 				if o.rule == rollout.RuleEmptyRing {
 					tl.emptyRing++
 				}
+			default:
+				tl.unfinished++
 			}
 		}
 	})
@@ -254,9 +257,9 @@ func (tl tally) report(t *testing.T, name string) {
 	if tl.rolledBack > 0 {
 		exp = fmt.Sprintf("%.0f", float64(tl.exposedSum)/float64(tl.rolledBack))
 	}
-	t.Logf("| %s | %d | %.1f%% [%.1f%%, %.1f%%] | %d | %d (%d empty ring) | %s | %v |",
+	t.Logf("| %s | %d | %.1f%% [%.1f%%, %.1f%%] | %d | %d (%d empty ring) | %s | %v | %d unfinished |",
 		name, tl.runs, 100*float64(tl.rolledBack)/float64(tl.runs), 100*lo, 100*hi,
-		tl.promoted, tl.paused, tl.emptyRing, exp, tl.rules)
+		tl.promoted, tl.paused, tl.emptyRing, exp, tl.rules, tl.unfinished)
 }
 
 // viablePlan returns a plan for request-level traffic at rate calls per
@@ -277,17 +280,23 @@ func viablePlan(t *testing.T, rate float64) rollout.Plan {
 	return p
 }
 
-// simSize returns n in a full run, ci otherwise, and 1 under the race
-// detector (which slows the simulations tenfold and finds nothing the
-// concurrency tests do not).
+// simSize returns n in a full run and ci otherwise.
 func simSize(ci, n int) int {
-	switch {
-	case fullSimulation():
+	if fullSimulation() {
 		return n
-	case raceEnabled:
-		return 1
 	}
 	return ci
+}
+
+// skipUnderRace skips a long simulation under the race detector, which
+// slows it tenfold and finds nothing there: the simulations drive the
+// rollout from one goroutine, and the concurrency tests cover the rest.
+// The short simulations still run under it.
+func skipUnderRace(t *testing.T) {
+	t.Helper()
+	if raceEnabled {
+		t.Skip("long simulation: run without -race")
+	}
 }
 
 // maxFalseRollbacks is the most false roll backs of runs rollouts that
@@ -312,9 +321,7 @@ func TestSimulationAAHosts(t *testing.T) {
 		{"1,000 hosts, Beta-spread rates", 1_000, true, 2},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			if raceEnabled && tt.spread {
-				t.Skip("one fleet of hosts is enough under the race detector")
-			}
+			skipUnderRace(t)
 			sim := fleetSim{hosts: tt.hosts, rate: 100, baseErr: 0.01, spread: tt.spread, maxSeconds: 20_000}
 			tl := sim.many(t, simSize(tt.ci, 100))
 			tl.report(t, "A/A, "+tt.name+", 1% errors, default plan, 100 calls/s")
@@ -348,9 +355,7 @@ func TestSimulationViableHostPlans(t *testing.T) {
 		{"bad canary 5x", 5},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			if raceEnabled {
-				t.Skip("one fleet of hosts is enough under the race detector")
-			}
+			skipUnderRace(t)
 			p := hostPlan(t, 10_000)
 			sim := fleetSim{plan: p, hosts: 10_000, rate: 100, baseErr: 0.01, spread: true, canaryFactor: tt.factor, maxSeconds: 20_000}
 			tl := sim.many(t, simSize(1, 100))
@@ -366,6 +371,7 @@ func TestSimulationViableHostPlans(t *testing.T) {
 }
 
 func TestSimulationAARequests(t *testing.T) {
+	skipUnderRace(t)
 	for _, rate := range []float64{1, 20, 500} {
 		for _, pe := range []float64{0.001, 0.01, 0.05} {
 			name := fmt.Sprintf("%v calls/s, %v%% errors", rate, 100*pe)
@@ -407,6 +413,7 @@ func withTimeouts(share float64) func(*rand.Rand) time.Duration {
 }
 
 func TestSimulationAALatency(t *testing.T) {
+	skipUnderRace(t)
 	for _, tt := range []struct {
 		name    string
 		rate    float64
@@ -468,6 +475,9 @@ func TestSimulationBadCanaries(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			tt.sim.maxSeconds = 20_000
+			if tt.sim.hosts > 0 {
+				skipUnderRace(t)
+			}
 			tl := tt.sim.many(t, simSize(4, 100))
 			tl.report(t, "bad canary, "+tt.name)
 			if tl.promoted > 0 || float64(tl.rolledBack) < tt.minRate*float64(tl.runs) {
@@ -486,6 +496,9 @@ func TestSimulationCrashedCanaries(t *testing.T) {
 		{"every canary host crashes", 1},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
+			if tt.crash < 1 {
+				skipUnderRace(t)
+			}
 			sim := fleetSim{hosts: 10_000, rate: 100, baseErr: 0.01, crash: tt.crash, maxSeconds: 20_000}
 			tl := sim.many(t, simSize(4, 100))
 			tl.report(t, "crashed canary, "+tt.name+", 10,000 hosts, default plan, 100 calls/s")
@@ -497,6 +510,7 @@ func TestSimulationCrashedCanaries(t *testing.T) {
 }
 
 func TestSimulationSharedIncident(t *testing.T) {
+	skipUnderRace(t)
 	// Both variants fail 30% of their calls for ten minutes, in the first
 	// ring and again in the second.
 	sim := fleetSim{hosts: 10_000, rate: 100, baseErr: 0.01, incident: [2]int{1000, 1600}, incidentErr: 0.3, maxSeconds: 20_000}
