@@ -269,7 +269,13 @@ func (r *Rollout) ObserveKey(key string, v Variant, err error, latency time.Dura
 		return
 	}
 	h := r.p.hash.sum(key)
-	r.stats.Load().observeKey(v, r.position(key, h), h, err != nil, latency)
+	var pos uint32
+	if r.p.Bucketing == BucketingUnleash {
+		pos = unleashPosition(r.p.Salt, key)
+	} else {
+		pos = bucket(h)
+	}
+	r.stats.Load().observeKey(v, pos, h, err != nil, latency)
 }
 
 // Observe records one outcome of variant v for the current stage without

@@ -218,8 +218,22 @@ func (s *stats) observe(v Variant, b int, failed bool, latency time.Duration) {
 }
 
 // observeKey counts one call of variant v by the key at pos with hash h.
+// It is observe with the key's bucket, written out, and the key's
+// sketch bit.
 func (s *stats) observeKey(v Variant, pos uint32, h uint64, failed bool, latency time.Duration) {
-	s.observe(v, keyBucket(h), failed, latency)
+	b := keyBucket(h)
+	t := s.picker.Get()
+	c := &s.shards[t.Stripe()].v[v&1]
+	c.samples[b].Add(1)
+	if failed {
+		c.errors[b].Add(1)
+	}
+	i := histIndex(latency)
+	c.hist[i].Add(1)
+	if l := s.lat.Load(); l > 0 && int32(i) >= l {
+		c.slow[b].Add(1)
+	}
+	s.picker.Put(t)
 	if tv, ok := s.tracked(pos); ok && tv == v {
 		setBit(&s.keys[v].reported, h)
 	}
