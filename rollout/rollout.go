@@ -118,7 +118,7 @@ const shadowBit = 1 << 32
 // against the baseline and promotes or rolls back. Create one with [New];
 // the zero value is not usable.
 //
-// Variant and Observe are lock-free and allocate nothing; the other
+// Variant, Observe and ObserveKey are lock-free and allocate nothing; the other
 // methods take a mutex that the hot path never touches. A Rollout is safe
 // for concurrent use.
 type Rollout struct {
