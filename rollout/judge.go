@@ -243,7 +243,7 @@ func dispersion(n, e [2]*[KeyBuckets + 1]uint64) float64 {
 	return max(x2/df*(1+math.Sqrt(2/df)), 1)
 }
 
-// sums returns the totals of an arm's per-bucket counts.
+// sum returns the total of an arm's per-bucket counts.
 func sum(c *[KeyBuckets + 1]uint64) uint64 {
 	var s uint64
 	for _, n := range c {
