@@ -181,4 +181,3 @@ func (r *Rollout) learnLatency(s *stats) {
 		s.setLatency(i)
 	}
 }
-
