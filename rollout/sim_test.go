@@ -522,8 +522,8 @@ func TestSimulationCrashedCanaries(t *testing.T) {
 
 func TestSimulationSharedIncident(t *testing.T) {
 	skipUnderRace(t)
-	// Both variants fail 30% of their calls for ten minutes, in the first
-	// ring and again in the second.
+	// Both variants fail 30% of their calls for ten minutes, during the
+	// first ring.
 	sim := fleetSim{hosts: 10_000, rate: 100, baseErr: 0.01, incident: [2]int{1000, 1600}, incidentErr: 0.3, maxSeconds: 20_000}
 	tl := sim.many(t, simSize(2, 100))
 	tl.report(t, "shared incident (30% errors on both for 10 min), 10,000 hosts, default plan, 100 calls/s")
