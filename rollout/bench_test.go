@@ -37,6 +37,16 @@ func BenchmarkVariantUnleash(b *testing.B) {
 	}
 }
 
+// BenchmarkAssignmentHash is the hash and bucket Variant computes, alone:
+// what Variant cost before it noted assigned keys.
+func BenchmarkAssignmentHash(b *testing.B) {
+	r := rolloutAt(b, Plan{Salt: "checkout-v2"}, 10_000)
+	b.ReportAllocs()
+	for b.Loop() {
+		_ = bucket(r.p.hash.sum(benchKey)) < 10_000
+	}
+}
+
 // BenchmarkFNV64a is the standard library's FNV-1a over the same key, for
 // comparison with the assignment hash.
 func BenchmarkFNV64a(b *testing.B) {

@@ -119,7 +119,7 @@ func (r *Rollout) Status() Status {
 // be held.
 func (r *Rollout) verdictLocked() Verdict {
 	e := r.localEvidence(r.stats.Load())
-	return r.p.judge(r.p.stages[r.stage], &e)
+	return r.p.judge(r.p.stages[r.stage], &e, r.carried)
 }
 
 // Evaluate runs the judge once over the current stage and acts on its
@@ -180,7 +180,7 @@ func (r *Rollout) evaluate(ctx context.Context) (Verdict, error) {
 	}
 	now := time.Now()
 	st := r.p.stages[r.stage]
-	v := r.p.judge(st, &ev)
+	v := r.p.judge(st, &ev, r.carried)
 	r.fleet, r.fleetEpoch, r.hasFleet = v, r.epoch, !local
 	elapsed := r.elapsedAt(now)
 	var err error

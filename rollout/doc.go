@@ -130,7 +130,7 @@
 //     estimates with fixed bounds and are outside the Alpha bound.
 //   - Silence: a crashed host reports nothing. With keys, the judge
 //     compares the keys Variant assigned that never reported: among the
-//     keys it follows (the canary's, and a baseline range up to four
+//     keys it follows (the canary's, and a baseline range up to 16
 //     times as wide), each silent key is, if the canary's keys report as
 //     reliably as the baseline's, a canary key with probability equal to
 //     the canary's share of the followed assigned keys. The canary is
@@ -149,7 +149,7 @@
 //     when that mixture reaches its threshold and the observed increase is
 //     at least MinRegression. The counts are exact binomial counts, not a
 //     normal approximation, so one failed call on a new ring (a ratio of
-//     at most about 11, against a threshold of 160 with the default plan)
+//     at most about 11, against a threshold of 40 at the default Alpha)
 //     never ends a rollout.
 //   - The latency test is the same test on slow calls: a call is slow
 //     when it is above the baseline's Judge.LatencyQuantile (99th
@@ -180,13 +180,16 @@
 // not resemble each other), each test's ratio is, under "the canary is no
 // worse", a nonnegative supermartingale in the order the events arrive: a
 // mixture of likelihood ratios of a Bernoulli whose probability is at most
-// π. By Ville's inequality the chance that it ever reaches 1/a is at most
-// a, however often it is looked at: one Evaluate a second or one a day.
-// Each stage below 100% gets Judge.Alpha divided by the number of such
-// stages, split half to the error-rate test, a quarter to the latency
-// test and an eighth to each silence test, so that by the union bound a
-// rollout whose canary is no worse is rolled back by these tests with
-// probability at most Alpha.
+// π. A stage's ratio starts at 1 on the stage's own calls, and the ratio at
+// the end of a healthy stage multiplies into the next stage's, so the
+// product over the rollout is a supermartingale too, and evidence that a
+// canary is a little worse at every ring adds up. By Ville's inequality the
+// chance that it ever reaches 1/a is at most a, however often it is looked
+// at: one Evaluate a second or one a day. Judge.Alpha is split half to the
+// error-rate test, a quarter to the latency test and an eighth to each
+// silence test (thresholds 40, 80 and 160 at the default 0.05), so that by
+// the union bound a rollout whose canary is no worse is rolled back by
+// these tests with probability at most Alpha.
 //
 // When calls are clustered by key (the calls of one host share that
 // host's error rate), the count of canary errors varies more than a
@@ -198,8 +201,8 @@
 // before testing, so that the evidence a few keys can give is bounded by
 // their number. This correction is a quasi-likelihood one, not an exact
 // martingale: its level is the one the package's simulations measure (see
-// JUDGE.md in the repository: every A/A setting, with 1,000 or 10,000 hosts
-// and identical or Beta-spread rates, within Alpha).
+// rollout/JUDGE.md in the repository: every A/A setting, with 1,000 or
+// 10,000 hosts and identical or Beta-spread rates, within Alpha).
 //
 // What it does not promise: it does not bound roll backs by the guardrails;
 // it assumes the canary's share of calls stays steady within a stage (a

@@ -101,10 +101,12 @@ type Verdict struct {
 	// by it. LatencyDispersion is the same for slow calls.
 	Dispersion, LatencyDispersion float64
 
-	// LikelihoodRatio is the error-rate test's mixture likelihood ratio;
-	// the canary regressed when it reaches Threshold and the canary's
-	// error rate exceeds the baseline's by at least MinRegression. It is 1
-	// while either variant has no errors.
+	// LikelihoodRatio is the error-rate test's mixture likelihood ratio
+	// over the rollout so far: the product of its value at the end of each
+	// earlier stage and the current stage's. The canary regressed when it
+	// reaches Threshold and the canary's error rate in the current stage
+	// exceeds the baseline's by at least MinRegression. The other ratios
+	// below are products across stages in the same way.
 	LikelihoodRatio float64
 	Threshold       float64
 	MinRegression   float64
@@ -116,11 +118,12 @@ type Verdict struct {
 	LatencyThreshold float64
 	LatencyLimit     time.Duration
 
-	// SilenceRatio is the silence test's likelihood ratio, and
-	// SilenceThreshold its threshold. SilentKeys and SilentBaselineKeys
+	// SilenceRatio is the keyed silence test's likelihood ratio and
+	// CallsRatio the unkeyed one's (canary share of calls), with
+	// SilenceThreshold their threshold. SilentKeys and SilentBaselineKeys
 	// count the followed key slots assigned to each variant that never
 	// reported.
-	SilenceRatio                   float64
+	SilenceRatio, CallsRatio       float64
 	SilenceThreshold               float64
 	SilentKeys, SilentBaselineKeys int
 
@@ -131,9 +134,8 @@ type Verdict struct {
 	MinSamples          int
 }
 
-// Shares of each stage's alpha: the error-rate test gets half, the latency
-// test a quarter, and the two silence tests (keyed and per call) an eighth
-// each.
+// Shares of Alpha: the error-rate test gets half, the latency test a
+// quarter, and the two silence tests (keyed and per call) an eighth each.
 const (
 	errorShare   = 0.5
 	latencyShare = 0.25
@@ -156,16 +158,28 @@ func riskGrid(lo, hi float64) [gridPoints]float64 {
 	return g
 }
 
-// stageAlpha is the false-rollback probability given to each stage: Alpha
-// split evenly over the stages that keep a baseline.
-func (p *plan) stageAlpha() float64 {
-	k := 0
-	for _, s := range p.stages {
-		if s.ppm < Buckets {
-			k++
-		}
+// The sequential tests, indexing a rollout's carried evidence.
+const (
+	testError = iota
+	testLatency
+	testSilence // keyed
+	testCalls   // unkeyed silence
+	tests
+)
+
+// carried is each test's log likelihood ratio at the end of the earlier
+// stages, summed: the ratios multiply across stages, so that a canary
+// slightly worse at every ring is caught, and the product is still a
+// supermartingale under "no worse" (each stage's ratio starts at 1 on new
+// data), so one threshold bounds the whole rollout.
+type carried [tests]float64
+
+// add returns c with the log ratios of v added, as when v's stage ends.
+func (c carried) add(v Verdict) carried {
+	for i, lr := range [tests]float64{v.LikelihoodRatio, v.LatencyRatio, v.SilenceRatio, v.CallsRatio} {
+		c[i] = math.Log(math.Max(lr, math.SmallestNonzeroFloat64))
 	}
-	return p.Judge.Alpha / float64(max(k, 1))
+	return c
 }
 
 // mixtureLogLR returns the log of the mixture likelihood ratio of x
@@ -229,7 +243,7 @@ func dispersion(n, e [2]*[KeyBuckets + 1]uint64) float64 {
 	return max(x2/df*(1+math.Sqrt(2/df)), 1)
 }
 
-// sums returns the totals of an arm's per-bucket counts.
+// sum returns the total of an arm's per-bucket counts.
 func sum(c *[KeyBuckets + 1]uint64) uint64 {
 	var s uint64
 	for _, n := range c {
@@ -275,10 +289,11 @@ func figures(a *ArmEvidence) Figures {
 	return f
 }
 
-// judge applies every rule to one stage's evidence.
-func (p *plan) judge(st stage, e *Evidence) Verdict {
+// judge applies every rule to one stage's evidence, with the evidence c
+// carried from the earlier stages.
+func (p *plan) judge(st stage, e *Evidence, c carried) Verdict {
 	j := p.Judge
-	alpha := p.stageAlpha()
+	alpha := j.Alpha
 	v := Verdict{
 		Baseline:         figures(&e.Baseline),
 		Canary:           figures(&e.Canary),
@@ -292,9 +307,10 @@ func (p *plan) judge(st stage, e *Evidence) Verdict {
 		MinSamples:       st.MinSamples,
 
 		GuardrailMinSamples: j.GuardrailMinSamples,
-		LikelihoodRatio:     1,
-		LatencyRatio:        1,
-		SilenceRatio:        1,
+		LikelihoodRatio:     math.Exp(c[testError]),
+		LatencyRatio:        math.Exp(c[testLatency]),
+		SilenceRatio:        math.Exp(c[testSilence]),
+		CallsRatio:          math.Exp(c[testCalls]),
 		Dispersion:          1,
 		LatencyDispersion:   1,
 	}
@@ -324,7 +340,7 @@ func (p *plan) judge(st stage, e *Evidence) Verdict {
 			return regress(RuleP99Ceiling)
 		}
 	}
-	if st.ppm < Buckets && p.silent(&v, e) {
+	if st.ppm < Buckets && p.silent(&v, e, c) {
 		return regress(RuleSilence)
 	}
 	if st.ppm < Buckets && v.Baseline.Samples > 0 && v.Canary.Samples > 0 {
@@ -332,7 +348,7 @@ func (p *plan) judge(st stage, e *Evidence) Verdict {
 		v.Dispersion = dispersion([2]*[KeyBuckets + 1]uint64{&e.Baseline.Samples, &e.Canary.Samples},
 			[2]*[KeyBuckets + 1]uint64{&e.Baseline.Errors, &e.Canary.Errors})
 		x, n := float64(v.Canary.Errors), float64(v.Canary.Errors+v.Baseline.Errors)
-		logLR := mixtureLogLR(x/v.Dispersion, n/v.Dispersion, nc/(nc+nb), &p.worseGrid)
+		logLR := c[testError] + mixtureLogLR(x/v.Dispersion, n/v.Dispersion, nc/(nc+nb), &p.worseGrid)
 		v.LikelihoodRatio = math.Exp(min(logLR, 700))
 		worse := x > 0 && x*nb >= (1+j.MinRegression)*float64(v.Baseline.Errors)*nc
 		if worse && logLR >= math.Log(v.Threshold) {
@@ -344,7 +360,7 @@ func (p *plan) judge(st stage, e *Evidence) Verdict {
 		v.LatencyDispersion = dispersion([2]*[KeyBuckets + 1]uint64{&e.Baseline.Judged, &e.Canary.Judged},
 			[2]*[KeyBuckets + 1]uint64{&e.Baseline.Slow, &e.Canary.Slow})
 		x, n := float64(v.Canary.Slow), float64(v.Canary.Slow+v.Baseline.Slow)
-		logLR := mixtureLogLR(x/v.LatencyDispersion, n/v.LatencyDispersion, nc/(nc+nb), &p.worseGrid)
+		logLR := c[testLatency] + mixtureLogLR(x/v.LatencyDispersion, n/v.LatencyDispersion, nc/(nc+nb), &p.worseGrid)
 		v.LatencyRatio = math.Exp(min(logLR, 700))
 		worse := x > 0 && x*nb >= (1+j.MinRegression)*float64(v.Baseline.Slow)*nc
 		if worse && logLR >= math.Log(v.LatencyThreshold) {
@@ -366,13 +382,13 @@ func (p *plan) judge(st stage, e *Evidence) Verdict {
 // all assigned slots.
 // Without keys, the canary's share of the calls is compared with its share
 // of keys, which is valid only when the unit of randomisation is the call.
-func (p *plan) silent(v *Verdict, e *Evidence) bool {
+func (p *plan) silent(v *Verdict, e *Evidence, c carried) bool {
 	j := p.Judge
 	ac, sc := silentSlots(&e.Canary)
 	ab, sb := silentSlots(&e.Baseline)
 	v.SilentKeys, v.SilentBaselineKeys = sc, sb
 	if ac+ab > 0 {
-		logLR := mixtureLogLR(float64(sc), float64(sc+sb), float64(ac)/float64(ac+ab), &p.worseGrid)
+		logLR := c[testSilence] + mixtureLogLR(float64(sc), float64(sc+sb), float64(ac)/float64(ac+ab), &p.worseGrid)
 		v.SilenceRatio = math.Exp(min(logLR, 700))
 		worse := sc > 0 && float64(sc) >= (1-j.SilenceRatio)*float64(ac) && sc*ab > sb*ac
 		return worse && logLR >= math.Log(v.SilenceThreshold)
@@ -382,8 +398,8 @@ func (p *plan) silent(v *Verdict, e *Evidence) bool {
 	if nc+nb == 0 {
 		return false
 	}
-	logLR := mixtureLogLR(nc, nc+nb, v.CanaryShare, &p.fewerGrid)
-	v.SilenceRatio = math.Exp(min(logLR, 700))
+	logLR := c[testCalls] + mixtureLogLR(nc, nc+nb, v.CanaryShare, &p.fewerGrid)
+	v.CallsRatio = math.Exp(min(logLR, 700))
 	worse := nc < j.SilenceRatio*(nc+nb)*v.CanaryShare
 	return worse && logLR >= math.Log(v.SilenceThreshold)
 }

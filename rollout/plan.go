@@ -95,9 +95,9 @@ type Judge struct {
 	// often it is evaluated, that a canary no worse than the baseline is
 	// rolled back by the sequential tests (error rate, latency, silence),
 	// under the assumptions stated in the package documentation (section
-	// "What the bound promises"): each stage below 100% gets an equal share
-	// of it, split half to the error-rate test, a quarter to the latency
-	// test and an eighth to each silence test. The guardrails
+	// "What the bound promises"): half goes to the error-rate test, a
+	// quarter to the latency test and an eighth to each silence test, each
+	// test's evidence carried across the stages. The guardrails
 	// (MaxErrorRate, MaxP99) are outside it. Zero means DefaultAlpha
 	// (0.05). It must be in (0, 0.5].
 	Alpha float64

@@ -138,9 +138,12 @@ func newStats(ppm uint32) *stats {
 
 // mirrorFactor is how much wider than the canary's the followed baseline
 // range is, where there is room: a wider reference makes each silent canary
-// key stronger evidence, so that a ring of ten keys that all go silent is
-// caught in that ring.
-const mirrorFactor = 4
+// key stronger evidence, so that a ring of ten keys of which three crash is
+// caught in that ring. The baseline's slots then hold more keys each, and
+// a slot is silent only if all its keys are; the rule's floor (a fifth of
+// the canary's keys silent, Judge.SilenceRatio) keeps the few keys
+// assigned but not yet reported at an evaluation from tipping it.
+const mirrorFactor = 16
 
 // trackWidths returns the widths of the followed canary and baseline
 // ranges of a stage at ppm.
@@ -215,8 +218,22 @@ func (s *stats) observe(v Variant, b int, failed bool, latency time.Duration) {
 }
 
 // observeKey counts one call of variant v by the key at pos with hash h.
+// It is observe with the key's bucket, written out, and the key's
+// sketch bit.
 func (s *stats) observeKey(v Variant, pos uint32, h uint64, failed bool, latency time.Duration) {
-	s.observe(v, keyBucket(h), failed, latency)
+	b := keyBucket(h)
+	t := s.picker.Get()
+	c := &s.shards[t.Stripe()].v[v&1]
+	c.samples[b].Add(1)
+	if failed {
+		c.errors[b].Add(1)
+	}
+	i := histIndex(latency)
+	c.hist[i].Add(1)
+	if l := s.lat.Load(); l > 0 && int32(i) >= l {
+		c.slow[b].Add(1)
+	}
+	s.picker.Put(t)
 	if tv, ok := s.tracked(pos); ok && tv == v {
 		setBit(&s.keys[v].reported, h)
 	}

@@ -57,6 +57,11 @@ type Record struct {
 	// resumes with Baseline and Canary as calls observed without a key.
 	Evidence *Evidence `json:"evidence,omitempty"`
 
+	// Carried is, for each sequential test (error rate, latency, keyed
+	// silence, unkeyed silence), the log of its likelihood ratio at the
+	// end of the stages before this one; see the package documentation.
+	Carried []float64 `json:"carried,omitempty"`
+
 	// Saved is when the record was saved.
 	Saved time.Time `json:"saved"`
 }

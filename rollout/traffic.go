@@ -12,15 +12,19 @@ type Traffic struct {
 	// and both variants, in calls per second. It must be positive.
 	CallsPerSecond float64
 	// Keys is the expected number of distinct keys that make calls (hosts,
-	// tenants); zero means unknown. With it, a stage is also viable only
-	// if it is expected to hold at least one key.
+	// tenants); zero means unknown. With it, a stage is viable only if it
+	// gathers its samples even when its ring draws two standard deviations
+	// fewer keys than its percent predicts (the keys in a ring of
+	// expected size k vary by about sqrt(k)), and holds at least one key.
 	Keys int
 }
 
 // StageTraffic is CheckTraffic's finding about one stage.
 type StageTraffic struct {
 	Percent float64 // the stage's share of keys
-	// CanaryCallsPerSecond is the canary traffic the stage expects.
+	// CanaryCallsPerSecond is the canary traffic the stage expects; with
+	// Traffic.Keys, the traffic of a ring two standard deviations short of
+	// keys.
 	CanaryCallsPerSecond float64
 	// Gather is the expected running time to gather the stage's
 	// MinSamples canary calls, and Deadline the time the stage has for it.
@@ -39,7 +43,8 @@ type TrafficReport struct {
 	// Viable reports whether every stage is viable.
 	Viable bool
 	// NeededCallsPerSecond is the traffic at which every stage gathers
-	// its samples just in time.
+	// its samples just in time (+Inf when, with Traffic.Keys, a ring holds
+	// too few keys for any traffic to make up for it).
 	NeededCallsPerSecond float64
 	// FirstViablePercent is the smallest first-ring percent (at the
 	// 0.0001% resolution of a Stage) that gathers the first stage's
@@ -73,7 +78,7 @@ func (p *plan) traffic(t Traffic) (TrafficReport, error) {
 	rep := TrafficReport{Viable: true}
 	for _, s := range p.stages {
 		share := float64(s.ppm) / Buckets
-		st := StageTraffic{Percent: s.Percent, CanaryCallsPerSecond: t.CallsPerSecond * share, Deadline: s.Deadline}
+		st := StageTraffic{Percent: s.Percent, CanaryCallsPerSecond: t.canaryRate(share), Deadline: s.Deadline}
 		secs := float64(s.MinSamples) / st.CanaryCallsPerSecond
 		st.Gather = time.Duration(min(secs*float64(time.Second), math.MaxInt64))
 		st.Viable = st.Gather <= s.Deadline
@@ -82,17 +87,39 @@ func (p *plan) traffic(t Traffic) (TrafficReport, error) {
 			st.Viable = st.Viable && st.Keys >= 1
 		}
 		rep.Viable = rep.Viable && st.Viable
-		need := float64(s.MinSamples) / (share * s.Deadline.Seconds())
+		need := float64(s.MinSamples) / (t.canaryRate(share) / t.CallsPerSecond * s.Deadline.Seconds())
 		rep.NeededCallsPerSecond = max(rep.NeededCallsPerSecond, need)
 		rep.Stages = append(rep.Stages, st)
 	}
+	// The smallest first ring that gathers its samples: canaryRate grows
+	// with the share, so search the parts per million.
 	first := p.stages[0]
-	pct := float64(first.MinSamples) / (t.CallsPerSecond * first.Deadline.Seconds()) * 100
-	if t.Keys > 0 {
-		pct = max(pct, 100/float64(t.Keys))
+	viable := func(ppm uint32) bool {
+		share := float64(ppm) / Buckets
+		ok := t.canaryRate(share)*first.Deadline.Seconds() >= float64(first.MinSamples)
+		return ok && (t.Keys == 0 || float64(t.Keys)*share >= 1)
 	}
-	rep.FirstViablePercent = min(math.Ceil(pct*10_000)/10_000, 100)
+	lo, hi := uint32(1), uint32(Buckets)
+	for lo < hi {
+		mid := lo + (hi-lo)/2
+		if viable(mid) {
+			hi = mid
+		} else {
+			lo = mid + 1
+		}
+	}
+	rep.FirstViablePercent = float64(lo) / 10_000
 	return rep, nil
+}
+
+// canaryRate is the canary traffic at share: with Keys, that of a ring two
+// standard deviations short of its expected keys.
+func (t Traffic) canaryRate(share float64) float64 {
+	r := t.CallsPerSecond * share
+	if t.Keys > 0 && share < 1 {
+		r *= max(0, 1-2/math.Sqrt(float64(t.Keys)*share))
+	}
+	return r
 }
 
 // checkTraffic is New's check of Plan.Traffic.
