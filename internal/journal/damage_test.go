@@ -68,11 +68,11 @@ func TestOpenReportsMissingAndMisplacedSegments(t *testing.T) {
 	require.Greater(t, len(segs), 3)
 	ends := recordEnds(t, dir, 2)
 	cases := map[string]func(d string, segs []string){
-		"the first segment deleted":  func(d string, segs []string) { os.Remove(segs[0]) },
-		"the last segment deleted":   func(d string, segs []string) { os.Remove(segs[len(segs)-1]) },
-		"a middle segment deleted":   func(d string, segs []string) { os.Remove(segs[1]) },
-		"two segments swapped":       func(d string, segs []string) { swap(t, segs[1], segs[2]) },
-		"the last two swapped":       func(d string, segs []string) { swap(t, segs[len(segs)-2], segs[len(segs)-1]) },
+		"the first segment deleted": func(d string, segs []string) { os.Remove(segs[0]) },
+		"the last segment deleted":  func(d string, segs []string) { os.Remove(segs[len(segs)-1]) },
+		"a middle segment deleted":  func(d string, segs []string) { os.Remove(segs[1]) },
+		"two segments swapped":      func(d string, segs []string) { swap(t, segs[1], segs[2]) },
+		"the last two swapped":      func(d string, segs []string) { swap(t, segs[len(segs)-2], segs[len(segs)-1]) },
 		"a segment renamed past the end": func(d string, segs []string) {
 			require.NoError(t, os.Rename(segs[len(segs)-1], filepath.Join(d, fmt.Sprintf("%08x.seg", len(segs)+1))))
 		},

@@ -43,8 +43,10 @@ func (osFS) Remove(name string) error { return os.Remove(name) }
 
 // FaultFS is an [FS] on the operating system's files that fails on demand:
 // after FailSync every Sync returns the given error, and after FailWrite
-// every WriteAt writes half of its bytes and returns the error, as a disk
-// that fills up mid-write does. Passing nil heals it. A FaultFS is safe for
+// every WriteAt that would grow a file writes what fits below the current
+// end (nothing, when appending) and returns the error, as a full disk
+// does, and creating a file fails with it; writes inside a file's current
+// size still work, as they need no new space. Passing nil heals it. A FaultFS is safe for
 // concurrent use; its zero value passes everything through.
 type FaultFS struct {
 	mu       sync.Mutex // guards the fields below
@@ -59,8 +61,8 @@ func (f *FaultFS) FailSync(err error) {
 	f.mu.Unlock()
 }
 
-// FailWrite makes every later WriteAt fail with err after writing half of
-// its bytes; nil stops the failures.
+// FailWrite makes every later WriteAt that would grow a file, and every
+// creation of a file, fail with err; nil stops the failures.
 func (f *FaultFS) FailWrite(err error) {
 	f.mu.Lock()
 	f.writeErr = err
@@ -95,8 +97,17 @@ type faultFile struct {
 
 func (f *faultFile) WriteAt(b []byte, off int64) (int, error) {
 	if _, err := f.fs.errs(); err != nil {
-		n, _ := f.File.WriteAt(b[:len(b)/2], off)
-		return n, &fs.PathError{Op: "write", Path: f.Name(), Err: err}
+		st, serr := f.File.Stat()
+		if serr != nil {
+			return 0, serr
+		}
+		if room := st.Size() - off; room < int64(len(b)) {
+			n := 0
+			if room > 0 {
+				n, _ = f.File.WriteAt(b[:room], off)
+			}
+			return n, &fs.PathError{Op: "write", Path: f.Name(), Err: err}
+		}
 	}
 	return f.File.WriteAt(b, off)
 }

@@ -808,5 +808,8 @@ func (j *Journal) Close() error {
 	return j.err
 }
 
-// newScanReader returns the read buffer Open shares among segments.
-func newScanReader() *bufio.Reader { return bufio.NewReaderSize(nil, scanBuffer) }
+// newScanReader returns the read buffer Open shares among segments: no
+// larger than a segment, so that opening a small log stays cheap.
+func (j *Journal) newScanReader() *bufio.Reader {
+	return bufio.NewReaderSize(nil, int(min(scanBuffer, j.segSize)))
+}

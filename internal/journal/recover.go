@@ -40,21 +40,19 @@ func (j *Journal) recover(fn func(Pos, byte, []byte) error) error {
 	}
 	if st.Size() < SegmentHeaderSize {
 		// A crash while the segment was being created: nothing in it was
-		// ever written. Without a predecessor, give it a header; with one,
-		// drop it and carry on in the predecessor, which is not sealed yet.
+		// ever written. Give it the header it was being given, with its
+		// predecessor's floor.
+		floor := last
 		if len(ids) > 1 && ids[len(ids)-2] == last-1 {
-			lf.Close()
-			j.wfile = nil
-			if err := j.fs.Remove(j.path(last)); err != nil {
-				return fmt.Errorf("journal: %w", err)
-			}
-			if err := j.syncDir(); err != nil {
+			if floor, err = j.readFloor(last - 1); err != nil {
 				return err
 			}
-			return j.recover(fn)
 		}
-		if err := rewriteHeader(lf, last, last); err != nil {
+		if err := rewriteHeader(lf, last, floor); err != nil {
 			return err
+		}
+		if st, err = lf.Stat(); err != nil {
+			return fmt.Errorf("journal: %w", err)
 		}
 	}
 	hdr := make([]byte, SegmentHeaderSize)
@@ -85,7 +83,7 @@ func (j *Journal) recover(fn func(Pos, byte, []byte) error) error {
 		}
 	}
 	lastEmpty := st.Size() <= SegmentHeaderSize
-	r := newScanReader()
+	r := j.newScanReader()
 	for i, id := range ids {
 		isLast := i == len(ids)-1
 		tailOK := isLast || i == len(ids)-2 && lastEmpty
@@ -120,6 +118,23 @@ func (j *Journal) recover(fn func(Pos, byte, []byte) error) error {
 		}
 	}
 	return nil
+}
+
+// readFloor returns the floor in the header of segment id.
+func (j *Journal) readFloor(id uint32) (uint32, error) {
+	f, err := j.fs.OpenFile(j.path(id), os.O_RDONLY, 0)
+	if err != nil {
+		return 0, fmt.Errorf("journal: %w", err)
+	}
+	defer f.Close()
+	hdr := make([]byte, SegmentHeaderSize)
+	if _, err := f.ReadAt(hdr, 0); err != nil {
+		if errors.Is(err, io.EOF) {
+			return 0, j.corrupt(id, 0, "segment header is cut short")
+		}
+		return 0, fmt.Errorf("journal: read %s: %w", f.Name(), err)
+	}
+	return j.decodeHeader(id, hdr)
 }
 
 func rewriteHeader(f File, id, floor uint32) error {
