@@ -52,6 +52,15 @@ type FaultFS struct {
 	mu       sync.Mutex // guards the fields below
 	syncErr  error
 	writeErr error
+	hold     <-chan struct{}
+}
+
+// HoldReads makes every later ReadAt wait until release is closed; nil
+// stops holding. Tests use it to show who waits on a slow disk.
+func (f *FaultFS) HoldReads(release <-chan struct{}) {
+	f.mu.Lock()
+	f.hold = release
+	f.mu.Unlock()
 }
 
 // FailSync makes every later Sync return err; nil stops the failures.
@@ -110,6 +119,16 @@ func (f *faultFile) WriteAt(b []byte, off int64) (int, error) {
 		}
 	}
 	return f.File.WriteAt(b, off)
+}
+
+func (f *faultFile) ReadAt(b []byte, off int64) (int, error) {
+	f.fs.mu.Lock()
+	hold := f.fs.hold
+	f.fs.mu.Unlock()
+	if hold != nil {
+		<-hold
+	}
+	return f.File.ReadAt(b, off)
 }
 
 func (f *faultFile) Sync() error {
