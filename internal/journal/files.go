@@ -18,7 +18,8 @@ type FS interface {
 	Remove(name string) error
 }
 
-// File is an open segment file.
+// File is an open segment file. Sync must make the data written so far
+// durable, together with the file's size.
 type File interface {
 	io.ReaderAt
 	io.WriterAt
@@ -36,8 +37,13 @@ func (osFS) OpenFile(name string, flag int, perm fs.FileMode) (File, error) {
 	if err != nil {
 		return nil, err
 	}
-	return f, nil
+	return osFile{f}, nil
 }
+
+// osFile is an operating system file whose Sync is fdatasync on Linux.
+type osFile struct{ *os.File }
+
+func (f osFile) Sync() error { return datasync(f.File) }
 
 func (osFS) Remove(name string) error { return os.Remove(name) }
 

@@ -71,6 +71,10 @@
 //
 // # Files
 //
+// Syncs are fdatasync(2) on Linux (fsync elsewhere): it makes the data and
+// the file's new size durable, which is all a record needs. The directory
+// is synced with fsync after a segment is created or removed.
+//
 // The directory is created with mode 0700 and files with 0600, since the
 // records may hold private data. Open locks the directory itself (an
 // advisory lock on Unix), so a second Open fails with [ErrLocked] while
