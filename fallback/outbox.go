@@ -253,7 +253,8 @@ type Outbox struct {
 	seqBase uint64
 	based   bool // whether seqBase has been set
 	fresh   map[uint64]obFresh
-	streams map[string]int // pending items per stream
+	streams map[string]int    // pending items per stream
+	intern  map[string]string // stream names while opening, nil after
 	segs    map[uint32]*obSegCount
 	scratch []byte
 	head    obHead
@@ -312,12 +313,19 @@ func OpenOutbox(path string, opts OutboxOptions) (*Outbox, error) {
 		fresh:   make(map[uint64]obFresh),
 		streams: make(map[string]int),
 		segs:    make(map[uint32]*obSegCount),
+		intern:  make(map[string]string),
 	}
 	j, err := journal.Open(path, journal.Options{SegmentSize: opts.SegmentSize, FS: opts.fs}, o.recover)
 	if err != nil {
 		return nil, o.wrapErr(err)
 	}
 	o.j = j
+	o.intern = nil
+	if len(o.live) > 0 && cap(o.live) > len(o.live)+len(o.live)/8 {
+		// Appending grew the index by doubling; give back the slack.
+		o.live = slices.Clone(o.live)
+		o.liveCap = cap(o.live)
+	}
 	if err := o.compact(); err != nil {
 		j.Close()
 		return nil, err
@@ -348,35 +356,40 @@ func (o *Outbox) corruptAt(p journal.Pos, err error) error {
 }
 
 // recover applies one log record to the in-memory index while opening.
+// It works on the record's bytes in place and allocates only for a new
+// stream name or a colliding key.
 func (o *Outbox) recover(p journal.Pos, typ byte, body []byte) error {
-	r, err := decodeObRecord(typ, body)
+	r, err := decodeObView(typ, body)
 	if err != nil {
 		return o.corruptAt(p, err)
 	}
 	o.nextSeq = max(o.nextSeq, r.seq+1)
+	stream := o.internStream(r.stream)
 	switch typ {
 	case obItem, obRequeue:
 		if typ == obRequeue {
 			if d, ok := o.dead[r.old]; ok {
-				o.forgetDeadLocked(r.old, d, r.key)
+				delete(o.dead, r.old)
+				o.segCount(d.pos.Segment()).dead--
+				o.removeKeyBytes(r.key, r.old)
 			}
 		}
 		if o.stored(r.seq) {
 			return o.corruptAt(p, fmt.Errorf("item %d is stored twice", r.seq))
 		}
-		if err := o.addPendingLocked(r.seq, p, r.stream); err != nil {
+		if err := o.addPendingLocked(r.seq, p, stream); err != nil {
 			return o.corruptAt(p, err)
 		}
-		o.insertKeyLocked(r.key, r.seq)
+		o.insertKeyBytes(r.key, r.seq)
 	case obDone:
 		if o.isPending(r.seq) {
-			o.removePendingLocked(r.seq, r.stream)
-			o.removeKeyLocked(r.key, r.seq)
+			o.removePendingLocked(r.seq, stream)
+			o.removeKeyBytes(r.key, r.seq)
 		}
 	case obDead:
 		if o.isPending(r.seq) {
-			pos := o.removePendingLocked(r.seq, r.stream)
-			o.addDeadLocked(r.seq, pos, r.reason)
+			pos := o.removePendingLocked(r.seq, stream)
+			o.addDeadLocked(r.seq, pos, string(r.reason))
 		}
 	case obDeadCopy:
 		if o.isPending(r.seq) {
@@ -384,14 +397,62 @@ func (o *Outbox) recover(p journal.Pos, typ byte, body []byte) error {
 		}
 		if d, ok := o.dead[r.seq]; ok {
 			o.segCount(d.pos.Segment()).dead--
-			o.dead[r.seq] = obDeadEntry{pos: p, reason: r.reason}
+			o.dead[r.seq] = obDeadEntry{pos: p, reason: string(r.reason)}
 			o.segCount(p.Segment()).dead++
 		} else {
-			o.addDeadLocked(r.seq, p, r.reason)
-			o.insertKeyLocked(r.key, r.seq)
+			o.addDeadLocked(r.seq, p, string(r.reason))
+			o.insertKeyBytes(r.key, r.seq)
 		}
 	}
 	return nil
+}
+
+// internStream returns the stream name b as a string, the same string for
+// every record of the stream while opening.
+func (o *Outbox) internStream(b []byte) string {
+	if s, ok := o.intern[string(b)]; ok {
+		return s
+	}
+	s := string(b)
+	o.intern[s] = s
+	return s
+}
+
+// insertKeyBytes is insertKeyLocked for a key still in a record's bytes.
+func (o *Outbox) insertKeyBytes(key []byte, seq uint64) {
+	if !o.based {
+		o.seqBase, o.based = seq, true
+	}
+	fp := o.fingerprintBytes(key)
+	_, taken := o.keys[fp]
+	if taken || seq < o.seqBase || seq-o.seqBase > math.MaxUint32 {
+		o.collide[string(key)] = seq
+		return
+	}
+	o.keys[fp] = uint32(seq - o.seqBase)
+}
+
+// removeKeyBytes is removeKeyLocked for a key still in a record's bytes.
+func (o *Outbox) removeKeyBytes(key []byte, seq uint64) {
+	if s, ok := o.collide[string(key)]; ok {
+		if s == seq {
+			delete(o.collide, string(key))
+		}
+		return
+	}
+	fp := o.fingerprintBytes(key)
+	if s, ok := o.keys[fp]; ok && o.seqBase+uint64(s) == seq {
+		delete(o.keys, fp)
+	}
+}
+
+// fingerprintBytes is fingerprint for a key in bytes.
+func (o *Outbox) fingerprintBytes(key []byte) uint32 {
+	if o.hashKey != nil {
+		return o.fingerprint(string(key))
+	}
+	h := maphash.Bytes(o.seed, key)
+	return uint32(h ^ h>>32)
 }
 
 // fingerprint returns the 32-bit fingerprint of key.
