@@ -388,10 +388,15 @@ func TestOutboxCrashChild(t *testing.T) {
 // odd rounds replays) at random moments, and checks after each crash that
 // every acknowledged item is stored exactly once or was delivered, that
 // each stream holds a gap-free run in enqueue order, and that deliveries
-// never skipped an item.
+// never skipped an item. It runs 12 rounds by default and 30 with
+// -outbox.exhaustive (or RINGFENCE_OUTBOX_EXHAUSTIVE=1).
 func TestOutboxSurvivesSIGKILL(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts child processes")
+	}
+	rounds := 12
+	if *exhaustive || os.Getenv("RINGFENCE_OUTBOX_EXHAUSTIVE") == "1" {
+		rounds = 30
 	}
 	dir := t.TempDir()
 	rng := rand.New(rand.NewPCG(2026, 11))
@@ -401,7 +406,7 @@ func TestOutboxSurvivesSIGKILL(t *testing.T) {
 		acked     [crashStreams]int // per stream: one past the highest index acknowledged
 		delivered [crashStreams]int // per stream: one past the highest index delivered
 	)
-	for round := range 30 {
+	for round := range rounds {
 		// In rounds without replay, restart each stream up to two items
 		// back, so keys still stored are enqueued again and must not be
 		// stored twice. (With replay running such a key might be delivered
@@ -482,5 +487,5 @@ func TestOutboxSurvivesSIGKILL(t *testing.T) {
 			}
 		}
 	}
-	t.Logf("after 30 crashes the streams reached items %v, delivered up to %v", next, delivered)
+	t.Logf("after %d crashes the streams reached items %v, delivered up to %v", rounds, next, delivered)
 }
