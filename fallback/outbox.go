@@ -199,7 +199,7 @@ func (o OutboxOptions) resolve() (OutboxOptions, error) {
 // Memory does not grow with payloads: items are read back from disk when
 // they are delivered or listed, so at most one payload is in memory at a
 // time. The outbox keeps, per stored item, its log position and a 32-bit
-// fingerprint of its key (about 30 bytes in all, measured with a million
+// fingerprint of its key (about 33 bytes in all, measured with a million
 // items pending), and a count per stream.
 //
 // The directory is created with mode 0700 and its files with mode 0600,

@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -168,6 +169,12 @@ func TestOutboxDuplicateEnqueueDoesNotHoldUpOthers(t *testing.T) {
 	o := openOutbox(t, t.TempDir(), opts)
 	enqueueAll(t, o, item("s", "stored"))
 	release := make(chan struct{})
+	var once sync.Once
+	unhold := func() {
+		faults.HoldReads(nil)
+		once.Do(func() { close(release) })
+	}
+	defer unhold() // before the Outbox's Close, even if the test fails
 	faults.HoldReads(release)
 	dup := make(chan error, 1)
 	go func() { dup <- o.Enqueue(ctx, item("s", "stored")) }()
@@ -182,8 +189,7 @@ func TestOutboxDuplicateEnqueueDoesNotHoldUpOthers(t *testing.T) {
 	case <-timer.C:
 		t.Fatal("Enqueue of a new item waited for a duplicate's disk read")
 	}
-	faults.HoldReads(nil)
-	close(release)
+	unhold()
 	require.NoError(t, <-dup, "duplicate Enqueue")
 }
 

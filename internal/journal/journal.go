@@ -215,7 +215,7 @@ type Journal struct {
 	kick chan struct{} // wakes the writer; capacity 1
 	done chan struct{} // closed when the writer exits
 
-	filesMu sync.RWMutex     // guards the fields below
+	filesMu sync.RWMutex     // guards the fields below; never held during I/O
 	wfile   File             // the segment being written, owned by the writer
 	wseg    uint32           // its number
 	sizes   map[uint32]int64 // size of every segment on disk
@@ -675,15 +675,13 @@ func (j *Journal) roll() error {
 func (j *Journal) ReadAt(p Pos) (byte, []byte, error) {
 	id := p.Segment()
 	j.filesMu.RLock()
-	if id == j.wseg && j.wfile != nil {
-		defer j.filesMu.RUnlock()
-		return j.readRecord(j.wfile, p)
-	}
 	_, ok := j.sizes[id]
 	j.filesMu.RUnlock()
 	if !ok {
 		return 0, nil, fmt.Errorf("journal: segment %d is not on disk", id)
 	}
+	// Reads use descriptors of their own, the current segment's too, so
+	// that a slow read never holds up the writer.
 	var typ byte
 	var body []byte
 	err := j.reads.with(id, func() (File, error) {
