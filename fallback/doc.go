@@ -192,8 +192,12 @@
 //     no record, was changed concurrently, or holds a damaged record.
 //   - [ErrModeUnreadable]: NewSwitch could not read its store and started
 //     in SwitchSettings.Initial.
-//   - [ErrCorrupt]: an outbox file failed its checksums; the error names
-//     the file and offset, and no data from it is returned.
+//   - [ErrCorrupt]: an outbox file failed its checksums, or a segment the
+//     log needs is missing, swapped or cut short; the error names the file
+//     and offset, and no data from it is returned.
+//   - [ErrOutboxFormat]: the outbox files are in an older on-disk format.
+//   - [ErrDuplicate]: Enqueue was given a different item under the key of
+//     one the outbox holds.
 //   - [ErrInUse]: another Outbox holds the directory.
 //   - [ErrClosed], [ErrReplayRunning], [ErrNoDeadLetter], [ErrInvalidItem]:
 //     see [Outbox].

@@ -1,6 +1,7 @@
 package fallback
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"errors"
@@ -37,7 +38,7 @@ var (
 	ErrInvalidItem = errors.New("fallback: invalid outbox item")
 	// ErrInUse is returned by [OpenOutbox] when the directory is already
 	// open, in this process or another (on Unix systems, where it is
-	// enforced with an advisory lock on the file LOCK in the directory).
+	// enforced with an advisory lock on the directory itself).
 	ErrInUse = errors.New("fallback: outbox directory is in use")
 	// ErrDuplicate is returned by [Outbox.Enqueue] for an item whose key is
 	// already pending or dead with a different stream or payload: the
@@ -45,13 +46,20 @@ var (
 	// item identical to the stored one is an idempotent retry and returns
 	// nil.
 	ErrDuplicate = errors.New("fallback: outbox already holds a different item with that key")
+	// ErrOutboxFormat is returned by [OpenOutbox] for a directory whose
+	// files were written in an older on-disk format (segments without
+	// numbers in their headers). There is no conversion: deliver the
+	// items with the version that wrote them, or move the directory aside.
+	ErrOutboxFormat = errors.New("fallback: outbox files are in an unsupported format")
 )
 
 // Item is one unit of deferred work held by an [Outbox].
 type Item struct {
 	// Key is the idempotency key. It is required. While an item with this
 	// key is stored (pending or dead), enqueuing the key again stores
-	// nothing; the receiver can use it to apply the work exactly once.
+	// nothing: the same item again is an idempotent retry, a different one
+	// is refused with [ErrDuplicate]. The receiver can use the key to apply
+	// the work exactly once.
 	Key string
 	// Stream is the ordering scope, such as an account or a booking: the
 	// items of one stream are delivered in the order they were enqueued.
@@ -120,6 +128,9 @@ type OutboxOptions struct {
 	// Burst is how many deliveries may go out back to back when Replay has
 	// been idle. Zero means 1. It is ignored when Rate is rate.Inf.
 	Burst int
+
+	// fs, if set, replaces the file layer; tests use it to inject faults.
+	fs journal.FS
 }
 
 // Defaults for zero OutboxOptions fields.
@@ -188,8 +199,21 @@ func (o OutboxOptions) resolve() (OutboxOptions, error) {
 // Memory does not grow with payloads: items are read back from disk when
 // they are delivered or listed, so at most one payload is in memory at a
 // time. The outbox keeps, per stored item, its log position and a 32-bit
-// fingerprint of its key (about 30 bytes in all, measured with a million
+// fingerprint of its key (about 33 bytes in all, measured with a million
 // items pending), and a count per stream.
+//
+// The directory is created with mode 0700 and its files with mode 0600,
+// since payloads may be private (payments, bookings); the process's
+// umask cannot widen them.
+//
+// After a write or an fsync has failed (an I/O error, a full disk), the
+// outbox cannot know what reached the disk, so it acknowledges nothing
+// more: every later Enqueue, including the retry of an item already
+// accepted, returns the error until the Outbox is closed and opened again,
+// which re-reads what is really on disk. Deleting delivered segments needs
+// no free space (the log's floor is rewritten in place, then files are
+// unlinked), so OpenOutbox and Replay free what they can before they
+// write.
 //
 // An Outbox owns one goroutine, the log writer, started by [OpenOutbox]
 // and ended by [Outbox.Close]. Only one Outbox at a time may have a
@@ -229,7 +253,8 @@ type Outbox struct {
 	seqBase uint64
 	based   bool // whether seqBase has been set
 	fresh   map[uint64]obFresh
-	streams map[string]int // pending items per stream
+	streams map[string]int    // pending items per stream
+	intern  map[string]string // stream names while opening, nil after
 	segs    map[uint32]*obSegCount
 	scratch []byte
 	head    obHead
@@ -257,12 +282,16 @@ type obHead struct {
 }
 
 // OpenOutbox opens the outbox in directory path, creating it if needed,
-// and recovers its contents: every record is checked; a torn record at
-// the very end, left by a crash in the middle of a write that was never
-// acknowledged, is cut off; any other damage makes OpenOutbox return an
-// error wrapping [ErrCorrupt] that names the file and offset. Invalid
-// options return an error naming the field. OpenOutbox starts the log
-// writer goroutine; call [Outbox.Close] when done.
+// and recovers its contents: every record is checked, and every segment
+// file the log still needs must be there, in order, whole. A torn record
+// at the very end, left by a crash in the middle of a write that was never
+// acknowledged (cut short, or zero from a sector boundary to the end of
+// the file), is cut off; any other damage, a missing, swapped or
+// cut-short segment included, makes OpenOutbox return an error wrapping
+// [ErrCorrupt] that names the file and offset. Files in an older format
+// return [ErrOutboxFormat]. Invalid options return an error naming the
+// field. OpenOutbox starts the log writer goroutine; call [Outbox.Close]
+// when done.
 func OpenOutbox(path string, opts OutboxOptions) (*Outbox, error) {
 	if path == "" {
 		return nil, errors.New("fallback: outbox path is empty")
@@ -284,12 +313,19 @@ func OpenOutbox(path string, opts OutboxOptions) (*Outbox, error) {
 		fresh:   make(map[uint64]obFresh),
 		streams: make(map[string]int),
 		segs:    make(map[uint32]*obSegCount),
+		intern:  make(map[string]string),
 	}
-	j, err := journal.Open(path, journal.Options{SegmentSize: opts.SegmentSize}, o.recover)
+	j, err := journal.Open(path, journal.Options{SegmentSize: opts.SegmentSize, FS: opts.fs}, o.recover)
 	if err != nil {
 		return nil, o.wrapErr(err)
 	}
 	o.j = j
+	o.intern = nil
+	if len(o.live) > 0 && cap(o.live) > len(o.live)+len(o.live)/8 {
+		// Appending grew the index by doubling; give back the slack.
+		o.live = slices.Clone(o.live)
+		o.liveCap = cap(o.live)
+	}
 	if err := o.compact(); err != nil {
 		j.Close()
 		return nil, err
@@ -306,6 +342,8 @@ func (o *Outbox) wrapErr(err error) error {
 		return ErrClosed
 	case errors.Is(err, journal.ErrLocked):
 		return fmt.Errorf("%w: %w", ErrInUse, err)
+	case errors.Is(err, journal.ErrFormat):
+		return fmt.Errorf("%w: %w", ErrOutboxFormat, err)
 	case errors.Is(err, journal.ErrCorrupt) && !errors.Is(err, ErrCorrupt):
 		return fmt.Errorf("%w: %w", ErrCorrupt, err)
 	}
@@ -318,35 +356,40 @@ func (o *Outbox) corruptAt(p journal.Pos, err error) error {
 }
 
 // recover applies one log record to the in-memory index while opening.
+// It works on the record's bytes in place and allocates only for a new
+// stream name or a colliding key.
 func (o *Outbox) recover(p journal.Pos, typ byte, body []byte) error {
-	r, err := decodeObRecord(typ, body)
+	r, err := decodeObView(typ, body)
 	if err != nil {
 		return o.corruptAt(p, err)
 	}
 	o.nextSeq = max(o.nextSeq, r.seq+1)
+	stream := o.internStream(r.stream)
 	switch typ {
 	case obItem, obRequeue:
 		if typ == obRequeue {
 			if d, ok := o.dead[r.old]; ok {
-				o.forgetDeadLocked(r.old, d, r.key)
+				delete(o.dead, r.old)
+				o.segCount(d.pos.Segment()).dead--
+				o.removeKeyBytes(r.key, r.old)
 			}
 		}
 		if o.stored(r.seq) {
 			return o.corruptAt(p, fmt.Errorf("item %d is stored twice", r.seq))
 		}
-		if err := o.addPendingLocked(r.seq, p, r.stream); err != nil {
+		if err := o.addPendingLocked(r.seq, p, stream); err != nil {
 			return o.corruptAt(p, err)
 		}
-		o.insertKeyLocked(r.key, r.seq)
+		o.insertKeyBytes(r.key, r.seq)
 	case obDone:
 		if o.isPending(r.seq) {
-			o.removePendingLocked(r.seq, r.stream)
-			o.removeKeyLocked(r.key, r.seq)
+			o.removePendingLocked(r.seq, stream)
+			o.removeKeyBytes(r.key, r.seq)
 		}
 	case obDead:
 		if o.isPending(r.seq) {
-			pos := o.removePendingLocked(r.seq, r.stream)
-			o.addDeadLocked(r.seq, pos, r.reason)
+			pos := o.removePendingLocked(r.seq, stream)
+			o.addDeadLocked(r.seq, pos, string(r.reason))
 		}
 	case obDeadCopy:
 		if o.isPending(r.seq) {
@@ -354,14 +397,62 @@ func (o *Outbox) recover(p journal.Pos, typ byte, body []byte) error {
 		}
 		if d, ok := o.dead[r.seq]; ok {
 			o.segCount(d.pos.Segment()).dead--
-			o.dead[r.seq] = obDeadEntry{pos: p, reason: r.reason}
+			o.dead[r.seq] = obDeadEntry{pos: p, reason: string(r.reason)}
 			o.segCount(p.Segment()).dead++
 		} else {
-			o.addDeadLocked(r.seq, p, r.reason)
-			o.insertKeyLocked(r.key, r.seq)
+			o.addDeadLocked(r.seq, p, string(r.reason))
+			o.insertKeyBytes(r.key, r.seq)
 		}
 	}
 	return nil
+}
+
+// internStream returns the stream name b as a string, the same string for
+// every record of the stream while opening.
+func (o *Outbox) internStream(b []byte) string {
+	if s, ok := o.intern[string(b)]; ok {
+		return s
+	}
+	s := string(b)
+	o.intern[s] = s
+	return s
+}
+
+// insertKeyBytes is insertKeyLocked for a key still in a record's bytes.
+func (o *Outbox) insertKeyBytes(key []byte, seq uint64) {
+	if !o.based {
+		o.seqBase, o.based = seq, true
+	}
+	fp := o.fingerprintBytes(key)
+	_, taken := o.keys[fp]
+	if taken || seq < o.seqBase || seq-o.seqBase > math.MaxUint32 {
+		o.collide[string(key)] = seq
+		return
+	}
+	o.keys[fp] = uint32(seq - o.seqBase)
+}
+
+// removeKeyBytes is removeKeyLocked for a key still in a record's bytes.
+func (o *Outbox) removeKeyBytes(key []byte, seq uint64) {
+	if s, ok := o.collide[string(key)]; ok {
+		if s == seq {
+			delete(o.collide, string(key))
+		}
+		return
+	}
+	fp := o.fingerprintBytes(key)
+	if s, ok := o.keys[fp]; ok && o.seqBase+uint64(s) == seq {
+		delete(o.keys, fp)
+	}
+}
+
+// fingerprintBytes is fingerprint for a key in bytes.
+func (o *Outbox) fingerprintBytes(key []byte) uint32 {
+	if o.hashKey != nil {
+		return o.fingerprint(string(key))
+	}
+	h := maphash.Bytes(o.seed, key)
+	return uint32(h ^ h>>32)
 }
 
 // fingerprint returns the 32-bit fingerprint of key.
@@ -537,16 +628,23 @@ func (o *Outbox) readAt(p journal.Pos, seq uint64) (obRecord, error) {
 }
 
 // Enqueue stores it durably: when Enqueue returns nil, the item is on
-// stable storage and will survive a crash. If an item with the same Key is
-// already stored (pending or dead), Enqueue stores nothing and returns nil
-// once that item is durable. Enqueue sets Enqueued to the current time.
+// stable storage and will survive a crash. Enqueue sets Enqueued to the
+// current time.
+//
+// If an item with the same Key is already stored (pending or dead),
+// Enqueue stores nothing: when the stored item has the same Stream and
+// Payload, the call is an idempotent retry and returns nil once that item
+// is durable; otherwise it returns an error wrapping [ErrDuplicate]. The
+// comparison reads the stored item back from disk, outside the outbox's
+// lock, so retries never hold up other producers.
 //
 // Enqueue returns ctx.Err() if ctx is done before the item is written; once
 // the item is handed to the log writer, Enqueue waits for the fsync
 // regardless of ctx. It returns an error wrapping [ErrInvalidItem] for an
 // empty key or an item larger than OutboxOptions.MaxItemSize, [ErrClosed]
 // after Close, and the file system's error if writing fails; after a
-// failed write the Outbox refuses all further writes and must be reopened.
+// failed write or sync every later Enqueue returns that error, retries of
+// stored items included, until the Outbox is reopened.
 func (o *Outbox) Enqueue(ctx context.Context, it Item) error {
 	if it.Key == "" {
 		return fmt.Errorf("%w: Item.Key is empty", ErrInvalidItem)
@@ -558,25 +656,110 @@ func (o *Outbox) Enqueue(ctx context.Context, it Item) error {
 		return err
 	}
 	enq := time.Now().UnixNano()
-	o.mu.Lock()
-	if o.closed {
-		o.mu.Unlock()
-		return ErrClosed
-	}
-	seq, found, err := o.lookupLocked(it.Key)
-	if err != nil {
-		o.mu.Unlock()
-		return err
-	}
-	if found {
-		f, unsynced := o.fresh[seq]
-		o.mu.Unlock()
-		if unsynced {
-			return o.wrapErr(o.j.Wait(f.ticket))
+	var other uint64  // a stored item known to hold another key with the same fingerprint
+	var waited uint64 // a ticket known to be durable
+	for {
+		o.mu.Lock()
+		if o.closed {
+			o.mu.Unlock()
+			return ErrClosed
 		}
-		return nil
+		c, found := o.candidateLocked(it.Key, other, waited)
+		if !found {
+			return o.appendItemLocked(it, enq)
+		}
+		o.mu.Unlock()
+		if c.fresh {
+			// Not durable yet: wait for it, then compare with what is on disk.
+			if err := o.j.Wait(c.ticket); err != nil {
+				return o.wrapErr(err)
+			}
+			waited = c.ticket
+			continue
+		}
+		if err := o.j.Err(); err != nil {
+			return o.wrapErr(err)
+		}
+		r, err := o.readAt(c.pos, c.seq)
+		o.mu.Lock()
+		still := o.storedAt(c.seq, c.pos)
+		o.mu.Unlock()
+		if !still {
+			// Delivered, dead-lettered or moved while it was read: look again.
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if r.key != it.Key {
+			other = c.seq
+			continue
+		}
+		if r.stream != it.Stream || !bytes.Equal(r.payload, it.Payload) {
+			return fmt.Errorf("%w: key %q", ErrDuplicate, it.Key)
+		}
+		// The stored item is durable; the check above and this one make
+		// sure no failed sync came in between.
+		return o.wrapErr(o.j.Err())
 	}
-	seq = o.nextSeq
+}
+
+// obCandidate is a stored item that may have the key being enqueued.
+type obCandidate struct {
+	seq    uint64
+	pos    journal.Pos
+	fresh  bool   // not durable yet: wait for ticket
+	ticket uint64 // when fresh
+}
+
+// candidateLocked returns the stored item that may have key, without
+// reading from disk. other, if nonzero, is a stored item already known to
+// hold another key; waited, if nonzero, a ticket known to be durable. The
+// caller holds mu.
+func (o *Outbox) candidateLocked(key string, other, waited uint64) (obCandidate, bool) {
+	seq, ok := o.collide[key]
+	if !ok {
+		d, ok := o.keys[o.fingerprint(key)]
+		if !ok {
+			return obCandidate{}, false
+		}
+		seq = o.seqBase + uint64(d)
+		if seq == other {
+			return obCandidate{}, false
+		}
+	}
+	if f, ok := o.fresh[seq]; ok {
+		if f.key != key {
+			return obCandidate{}, false
+		}
+		if f.ticket != waited {
+			return obCandidate{seq: seq, fresh: true, ticket: f.ticket}, true
+		}
+	}
+	if o.isPending(seq) {
+		return obCandidate{seq: seq, pos: o.live[seq-o.base]}, true
+	}
+	if d, ok := o.dead[seq]; ok {
+		return obCandidate{seq: seq, pos: d.pos}, true
+	}
+	return obCandidate{}, false
+}
+
+// storedAt reports whether item seq is still stored at p. The caller holds
+// mu.
+func (o *Outbox) storedAt(seq uint64, p journal.Pos) bool {
+	if o.isPending(seq) {
+		return o.live[seq-o.base] == p
+	}
+	d, ok := o.dead[seq]
+	return ok && d.pos == p
+}
+
+// appendItemLocked appends a new item, releases mu and waits for it to be
+// durable. The caller holds mu and has checked that no stored item has the
+// item's key.
+func (o *Outbox) appendItemLocked(it Item, enq int64) error {
+	seq := o.nextSeq
 	r := obRecord{typ: obItem, seq: seq, enq: enq, key: it.Key, stream: it.Stream, payload: it.Payload}
 	o.scratch = r.appendTo(o.scratch[:0])
 	p, ticket, err := o.j.Append(obItem, o.scratch)
@@ -593,13 +776,16 @@ func (o *Outbox) Enqueue(ctx context.Context, it Item) error {
 	o.fresh[seq] = obFresh{key: it.Key, enq: enq, ticket: ticket}
 	o.mu.Unlock()
 
-	err = o.j.Wait(ticket)
-
+	if err := o.j.Wait(ticket); err != nil {
+		// The item may not be on disk. It stays fresh, so a retry waits on
+		// the same failed ticket instead of reading it back.
+		return o.wrapErr(err)
+	}
 	o.mu.Lock()
 	delete(o.fresh, seq)
 	o.mu.Unlock()
 	o.signal()
-	return o.wrapErr(err)
+	return nil
 }
 
 // signal wakes a Replay waiting for held streams.

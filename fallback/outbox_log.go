@@ -60,46 +60,70 @@ func (r *obRecord) appendTo(b []byte) []byte {
 
 var errObShort = errors.New("record body is cut short")
 
-// decodeObRecord decodes a record body. It checks the shape only; the
-// journal has already checked the checksum.
-func decodeObRecord(typ byte, body []byte) (obRecord, error) {
+// obView is a decoded record whose fields alias the body; recovery uses
+// it so that reading a million records allocates nothing per record.
+type obView struct {
+	typ                 byte
+	seq, old            uint64
+	enq                 int64
+	key, stream, reason []byte
+	payload             []byte
+}
+
+// decodeObView decodes a record body without copying. It checks the shape
+// only; the journal has already checked the checksum.
+func decodeObView(typ byte, body []byte) (obView, error) {
 	if typ < obItem || typ > obRequeue {
-		return obRecord{}, fmt.Errorf("unknown record type %d", typ)
+		return obView{}, fmt.Errorf("unknown record type %d", typ)
 	}
 	if len(body) < obFixed {
-		return obRecord{}, errObShort
+		return obView{}, errObShort
 	}
-	r := obRecord{
+	v := obView{
 		typ: typ,
 		seq: binary.BigEndian.Uint64(body),
 		old: binary.BigEndian.Uint64(body[8:]),
 		enq: int64(binary.BigEndian.Uint64(body[16:])),
 	}
 	rest := body[obFixed:]
-	var fields [3]string
+	var fields [3][]byte
 	for i := range fields {
 		n, k := binary.Uvarint(rest)
 		if k <= 0 || n > uint64(len(rest)-k) {
-			return obRecord{}, errObShort
+			return obView{}, errObShort
 		}
-		fields[i] = string(rest[k : k+int(n)])
+		fields[i] = rest[k : k+int(n)]
 		rest = rest[k+int(n):]
 	}
-	r.key, r.stream, r.reason = fields[0], fields[1], fields[2]
+	v.key, v.stream, v.reason = fields[0], fields[1], fields[2]
 	if len(rest) > 0 {
-		r.payload = rest
+		v.payload = rest
 	}
 	switch {
-	case r.seq == 0:
-		return obRecord{}, errors.New("record has sequence number 0")
-	case r.key == "":
-		return obRecord{}, errors.New("record has an empty key")
-	case (typ == obRequeue) != (r.old != 0):
-		return obRecord{}, errors.New("record's replaced sequence number does not fit its type")
-	case typ == obRequeue && r.old >= r.seq:
-		return obRecord{}, errors.New("requeue record does not move its item forward")
+	case v.seq == 0:
+		return obView{}, errors.New("record has sequence number 0")
+	case len(v.key) == 0:
+		return obView{}, errors.New("record has an empty key")
+	case (typ == obRequeue) != (v.old != 0):
+		return obView{}, errors.New("record's replaced sequence number does not fit its type")
+	case typ == obRequeue && v.old >= v.seq:
+		return obView{}, errors.New("requeue record does not move its item forward")
 	}
-	return r, nil
+	return v, nil
+}
+
+// decodeObRecord decodes a record body into a record of its own. It
+// checks the shape only; the journal has already checked the checksum.
+func decodeObRecord(typ byte, body []byte) (obRecord, error) {
+	v, err := decodeObView(typ, body)
+	if err != nil {
+		return obRecord{}, err
+	}
+	return obRecord{
+		typ: typ, seq: v.seq, old: v.old, enq: v.enq,
+		key: string(v.key), stream: string(v.stream), reason: string(v.reason),
+		payload: v.payload,
+	}, nil
 }
 
 // item returns the Item a record holds.
