@@ -79,8 +79,9 @@ type Breaker struct {
 	consec atomic.Uint64
 	_      [64]byte
 
-	s   Settings // normalized; read-only
-	win *window.Window
+	s     Settings // normalized; read-only
+	win   *window.Window
+	calls *inflight // calls in flight; nil unless the breaker is a Group's
 
 	mu sync.Mutex // guards the fields below, and every call into gb
 	// gb decides half-open admission and the transitions out of Closed
@@ -98,9 +99,10 @@ type Breaker struct {
 	trip    string                     // why the last ReadyToTrip said yes
 	wait    time.Duration              // the current (or last) open wait
 	probeAt time.Time                  // when the current open wait ends
-	timer   *time.Timer                // ends the current open wait
+	timer   *time.Timer                // ends the open wait, or the half-open deadline
 	bo      backoff.ExponentialBackOff // doubles the open wait, without jitter
-	// Changes waiting for delivery to OnStateChange and Logger, and
+	tripNow bool                       // makes shouldTrip say yes (probeTimedOut)
+	// Changes waiting for delivery to OnChange and Logger, and
 	// whether some goroutine is delivering them.
 	queue      []change
 	delivering bool
@@ -231,6 +233,9 @@ func call[T any](ctx context.Context, b *Breaker, fn func(context.Context) (T, e
 		var zero T
 		return zero, oe
 	}
+	if b.calls != nil {
+		b.calls.add(1)
+	}
 	var start time.Time
 	if b.s.SlowCall > 0 {
 		start = time.Now()
@@ -347,12 +352,45 @@ func (b *Breaker) admitProbe(w uint64) (t ticket, oe *OpenError, again bool) {
 		return ticket{}, oe, false
 	}
 	gen := b.gbGen
+	if b.timer == nil && b.state == HalfOpen {
+		// The round's first probe starts the half-open deadline.
+		epoch := b.epoch
+		b.timer = time.AfterFunc(b.s.HalfOpenTimeout, func() { b.probeTimedOut(epoch) })
+	}
 	b.unlockAndDeliver()
 	return ticket{word: w, probe: done, gen: gen}, nil, false
 }
 
+// probeTimedOut ends the HalfOpen state of epoch whose probes did not all
+// report back within Settings.HalfOpenTimeout: the missing probes count as
+// failed, and the breaker opens again for its next wait. Their slots go
+// with the gobreaker that held them, whose late outcomes settleProbe
+// ignores.
+func (b *Breaker) probeTimedOut(epoch uint64) {
+	b.mu.Lock()
+	if b.epoch != epoch || b.state != HalfOpen {
+		b.mu.Unlock()
+		return
+	}
+	b.timer = nil
+	// A fresh gobreaker, tripped by one failure, is in its Open state,
+	// from which the next round probes as usual.
+	b.newGobreaker()
+	b.tripNow = true
+	if done, err := b.gb.Allow(); err == nil {
+		done(errFailed)
+	}
+	b.tripNow = false
+	b.moves = b.moves[:0]
+	b.enterOpen("probe timed out")
+	b.unlockAndDeliver()
+}
+
 // settle counts the outcome of an admitted call.
 func (b *Breaker) settle(t ticket, start time.Time, vd verdict) {
+	if b.calls != nil {
+		b.calls.add(-1)
+	}
 	slow := false
 	if b.s.SlowCall > 0 && vd != excluded && time.Since(start) >= b.s.SlowCall {
 		slow = true
@@ -423,7 +461,10 @@ func (b *Breaker) settleProbe(t ticket, vd verdict) {
 // shouldTrip is gobreaker's ReadyToTrip: it judges our own counts, not
 // gobreaker's. It runs under mu.
 func (b *Breaker) shouldTrip() bool {
-	if n := b.consec.Load(); n >= uint64(b.s.ConsecutiveFailures) {
+	if b.tripNow {
+		return true
+	}
+	if n := b.consecutive(); n >= uint64(b.s.ConsecutiveFailures) {
 		b.trip = strconv.FormatUint(n, 10) + " consecutive failures"
 		return true
 	}
@@ -437,6 +478,27 @@ func (b *Breaker) shouldTrip() bool {
 		return true
 	}
 	return false
+}
+
+// consecutive returns the failures in a row that are still in the window:
+// failures that have left it no longer count, so a run of failures
+// decays with the window instead of waiting for a success. Once none is
+// left, it clears the run.
+func (b *Breaker) consecutive() uint64 {
+	n := b.consec.Load()
+	if n == 0 {
+		return 0
+	}
+	f := b.win.Sum(countFailures)
+	if f >= n {
+		return n
+	}
+	if f == 0 {
+		// A failure racing with this has added to the window before
+		// adding to consec, so it either fails the swap or adds after it.
+		b.consec.CompareAndSwap(n, 0)
+	}
+	return f
 }
 
 // applyMoves applies the transitions gobreaker reported. The caller holds
@@ -522,7 +584,7 @@ func (b *Breaker) enterClosed(reason string) {
 // until [Breaker.Release]. The reason is logged and kept in the snapshot.
 func (b *Breaker) ForceOpen(reason string) {
 	b.mu.Lock()
-	b.reject.Store(&OpenError{Name: b.s.Name, State: ForcedOpen, limit: b.s.OpenTimeout})
+	b.reject.Store(&OpenError{Name: b.s.Name, State: ForcedOpen})
 	b.probeAt = time.Time{}
 	b.setMode(modeForcedOpen, ForcedOpen, "forced open: "+reason)
 	b.unlockAndDeliver()
@@ -600,9 +662,6 @@ func (b *Breaker) deliver(c change) {
 			slog.String("to", c.to.String()),
 			slog.String("reason", c.reason))
 	}
-	if f := b.s.OnStateChange; f != nil {
-		f(b.s.Name, c.from, c.to)
-	}
 	if f := b.s.OnChange; f != nil {
 		f(Change{Name: b.s.Name, From: c.from, To: c.to, Reason: c.reason, At: c.at})
 	}
@@ -619,8 +678,8 @@ type Snapshot struct {
 	Since time.Time
 	// Reason says why the breaker entered State: "created",
 	// "5 consecutive failures", "failure ratio 12/20", "open wait over",
-	// "probe failed", "probes succeeded", "released", or "forced open: "
-	// or "forced closed: " and the operator's reason.
+	// "probe failed", "probe timed out", "probes succeeded", "released",
+	// or "forced open: " or "forced closed: " and the operator's reason.
 	Reason string
 	// Requests, Failures and SlowCalls are counted over the window
 	// (SlowCalls are also Failures). They start afresh when the breaker
@@ -628,7 +687,8 @@ type Snapshot struct {
 	Requests, Failures, SlowCalls uint64
 	// FailureRatio is Failures/Requests, or 0 without requests.
 	FailureRatio float64
-	// ConsecutiveFailures counts the failures since the last success.
+	// ConsecutiveFailures counts the failures since the last success
+	// that are still in the window.
 	ConsecutiveFailures uint64
 	// Ramping reports whether the breaker is Closed but still ramping up.
 	Ramping bool
@@ -665,7 +725,7 @@ func (b *Breaker) Snapshot() Snapshot {
 	sn.Requests = b.win.Sum(countRequests)
 	sn.Failures = b.win.Sum(countFailures)
 	sn.SlowCalls = b.win.Sum(countSlow)
-	sn.ConsecutiveFailures = b.consec.Load()
+	sn.ConsecutiveFailures = b.consecutive()
 	if sn.Requests > 0 {
 		sn.FailureRatio = float64(sn.Failures) / float64(sn.Requests)
 	}

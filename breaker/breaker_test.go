@@ -137,10 +137,17 @@ func TestTripConditions(t *testing.T) {
 			wantTrip: 6,
 		},
 		{
-			name:     "consecutive failures older than the window still trip",
+			name:     "consecutive failures that left the window do not trip",
 			s:        Settings{Window: time.Second, ConsecutiveFailures: 3},
 			outcomes: "FFF",
 			gap:      2 * time.Second,
+			wantTrip: 0,
+		},
+		{
+			name:     "consecutive failures across buckets of the window trip",
+			s:        Settings{Window: time.Second, ConsecutiveFailures: 3},
+			outcomes: "FFF",
+			gap:      300 * time.Millisecond,
 			wantTrip: 3,
 		},
 		{
@@ -453,7 +460,8 @@ func TestForcedStates(t *testing.T) {
 		var b *Breaker
 		b = mustNew(t, Settings{
 			Name: "api", ConsecutiveFailures: 2,
-			OnStateChange: func(name string, from, to State) {
+			OnChange: func(c Change) {
+				name, from, to := c.Name, c.From, c.To
 				mu.Lock()
 				defer mu.Unlock()
 				changes = append(changes, fmt.Sprintf("%s %v->%v %s", name, from, to, b.Snapshot().Reason))
@@ -496,7 +504,7 @@ func TestForcedStates(t *testing.T) {
 			"api forced-open->forced-closed forced closed: vendor says it is fine",
 			"api forced-closed->closed released",
 			"api closed->open 2 consecutive failures",
-		}, changes, "OnStateChange calls")
+		}, changes, "OnChange calls")
 	})
 }
 
@@ -512,13 +520,14 @@ func TestForceOpenDuringOpenWait(t *testing.T) {
 	})
 }
 
-func TestOnStateChangeMayUseTheBreaker(t *testing.T) {
+func TestOnChangeMayUseTheBreaker(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		var seen []string
 		var b *Breaker
 		b = mustNew(t, Settings{
 			ConsecutiveFailures: 1, OpenTimeout: time.Second,
-			OnStateChange: func(_ string, from, to State) {
+			OnChange: func(c Change) {
+				from, to := c.From, c.To
 				// Reading the breaker, and even calling through it, must
 				// not deadlock.
 				sn := b.Snapshot()
@@ -534,7 +543,7 @@ func TestOnStateChangeMayUseTheBreaker(t *testing.T) {
 			// The callback's own call is the probe, and closes the breaker.
 			"open->half-open state=half-open open=false",
 			"half-open->closed state=closed open=false",
-		}, seen, "OnStateChange calls")
+		}, seen, "OnChange calls")
 	})
 }
 

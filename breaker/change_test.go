@@ -57,14 +57,3 @@ func TestOnChangeKeepsReasonOfItsOwnChange(t *testing.T) {
 	assert.Equal(t, []string{"forced open: first", "forced closed: second"}, gotReason, "Change.Reason")
 	assert.Equal(t, []string{"forced closed: second", "forced closed: second"}, snapReason, "Snapshot().Reason in the callback")
 }
-
-func TestOnChangeRunsAfterOnStateChange(t *testing.T) {
-	var order []string
-	b := mustNew(t, Settings{
-		OnStateChange: func(_ string, _, to State) { order = append(order, "state "+to.String()) },
-		OnChange:      func(c Change) { order = append(order, "change "+c.To.String()) },
-	})
-	b.ForceOpen("x")
-	b.Release()
-	assert.Equal(t, []string{"state forced-open", "change forced-open", "state closed", "change closed"}, order, "callback order")
-}

@@ -31,15 +31,19 @@
 //     has passed; then the breaker moves to HalfOpen.
 //   - HalfOpen: up to Settings.HalfOpenRequests probe calls go through and
 //     the rest are rejected. If all probes succeed the breaker closes; if
-//     one fails it opens again, for a longer wait.
+//     one fails it opens again, for a longer wait. A probe that has not
+//     finished Settings.HalfOpenTimeout (default 60s) after the round's
+//     first probe went counts as failed, so a hung probe cannot hold the
+//     breaker half-open.
 //   - ForcedOpen and ForcedClosed: set by an operator, see below.
 //
 // # When the breaker trips
 //
 // In the Closed state a breaker trips on whichever comes first:
 //
-//   - Settings.ConsecutiveFailures failures in a row (default 5), however
-//     far apart in time; a success resets the run.
+//   - Settings.ConsecutiveFailures failures in a row (default 5) within
+//     the window; a success resets the run, and failures that have left
+//     the window no longer count towards it.
 //   - A failure ratio of at least Settings.FailureRatio (default 0.5) over
 //     the rolling Settings.Window (default 60s), once the window holds at
 //     least Settings.MinRequests calls (default 20).
@@ -85,26 +89,48 @@
 //
 // # Callbacks and logs
 //
-// Settings.OnStateChange is called after each state change,
-// Settings.OnChange receives each change as a [Change] with its reason and
-// time, and Settings.Logger, if set, logs each change with its reason (Warn
-// when the breaker opens). None is ever called while the breaker holds a lock,
-// so a callback may read or even call through the breaker. Changes are
+// Settings.OnChange receives each change as a [Change] with its states,
+// reason and time, and Settings.Logger, if set, logs each change with its
+// reason (Warn when the breaker opens). Neither is ever called while the
+// breaker holds a lock, so a callback may read or even call through the
+// breaker. Changes are
 // delivered one at a time, in order, on the goroutine of the call that
 // caused them or of one already delivering earlier changes; a call that
 // causes a change may therefore return before its callback has run. The
 // move from Open to HalfOpen, which no call causes, is delivered on the
 // goroutine of the breaker's timer (see [time.AfterFunc]).
 //
+// # Two-step use
+//
+// Calls that cannot be wrapped in one function — a stream, a gRPC
+// interceptor, a request whose outcome is known only when its body has
+// been read — use [Breaker.Allow] and [Permit.Done] instead of [Do]:
+//
+//	p, err := b.Allow(ctx)
+//	if err != nil {
+//		return err // rejected, or ctx is done
+//	}
+//	err = stream.Run(ctx)
+//	p.Done(ctx, err)
+//
+// Allow admits and rejects exactly as Do does, and Done counts the
+// outcome as Do counts fn's, at the same cost and with no allocation in
+// the Closed and Open states. Call Done exactly once. A Permit never done
+// is not counted; if it was a probe, the half-open deadline
+// (Settings.HalfOpenTimeout) takes its slot back by counting it as failed.
+//
 // # Groups
 //
 // A [Group] holds one breaker per key (per host, region or tenant), all
 // configured alike, created on first use by [Group.Get] and named
-// "Name/key". It is bounded by GroupOptions.MaxKeys: at the bound an idle
-// breaker (Closed, nothing counted within its window) is evicted to make
-// room, and an open, half-open or forced breaker never is. If nothing can
-// be evicted, new keys share one overflow breaker named "Name/*" until room
-// frees up. [Group.Snapshots] lists every breaker with its counts.
+// "Name/key". It is bounded by GroupOptions.MaxKeys: at the bound, idle
+// breakers (Closed, no call in flight, nothing counted within the window)
+// are evicted to make room, and a breaker that is open, half-open, forced,
+// counting or waiting for an outcome never is. If nothing can be evicted,
+// new keys share one overflow breaker named "Name/*" until room frees up;
+// the group looks for idle breakers again at most once per bucket period
+// (a tenth of the Window), and routing a key to the overflow breaker takes
+// no lock. [Group.Snapshots] lists every breaker with its counts.
 //
 // # HTTP
 //
@@ -148,7 +174,8 @@
 // A breaker starts no goroutine of its own and needs no Close. It arms
 // timers while it needs them: the window's bucket timer runs while the
 // window holds counts (so up to Window after the last call) and then
-// stops, and each open wait has one timer. Their callbacks run briefly on
+// stops, each open wait has one timer, and so does each half-open
+// deadline. A Group arms one timer after each scan for idle breakers. Their callbacks run briefly on
 // goroutines of their own. A breaker that is no longer used is garbage once
 // those timers have run out.
 //

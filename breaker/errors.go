@@ -31,23 +31,39 @@ type OpenError struct {
 	limit time.Duration // the answer when until is zero, else a cap (0 = none)
 }
 
-// Error describes the rejection, such as "breaker: open (payments is open)".
+// Error describes the rejection, such as "breaker: open (payments is
+// open)", or "breaker: open (half-open)" for a breaker without a name.
 func (e *OpenError) Error() string {
+	what := e.State.String()
 	if e.State == Closed {
-		return "breaker: open (" + e.Name + " is ramping up)"
+		what = "ramping up"
 	}
-	return "breaker: open (" + e.Name + " is " + e.State.String() + ")"
+	switch {
+	case e.Name != "":
+		return "breaker: open (" + e.Name + " is " + what + ")"
+	case e.State == Open:
+		return "breaker: open"
+	}
+	return "breaker: open (" + what + ")"
 }
 
 // Unwrap returns [ErrOpen].
 func (e *OpenError) Unwrap() error { return ErrOpen }
 
+// Forced reports whether an operator forced the breaker open
+// ([Breaker.ForceOpen]): the rejection lasts until the operator releases
+// the breaker, so trying again soon is pointless. Package retry stops at
+// once on an error whose Forced method reports true.
+func (e *OpenError) Forced() bool { return e.State == ForcedOpen }
+
 // RetryAfter returns how long the caller should wait before trying again.
 // In the Open state it is the time left until the next probe may go,
 // computed from the clock when RetryAfter is called (zero once that moment
 // has passed). Where no such moment is known it is an estimate: in
-// ForcedOpen and HalfOpen the breaker's OpenTimeout; while ramping up, a
-// twentieth of the ramp, capped at the time left in the ramp.
+// HalfOpen the breaker's OpenTimeout; while ramping up, a twentieth of the
+// ramp, capped at the time left in the ramp. A forced-open breaker makes
+// no promise, since only the operator's Release ends its state:
+// RetryAfter returns zero and [OpenError.Forced] reports true.
 func (e *OpenError) RetryAfter() time.Duration {
 	if e.until.IsZero() {
 		return e.limit

@@ -29,7 +29,8 @@ func Example() {
 	b, err := breaker.New(breaker.Settings{
 		Name:                "inventory",
 		ConsecutiveFailures: 3,
-		OnStateChange: func(name string, from, to breaker.State) {
+		OnChange: func(c breaker.Change) {
+			name, from, to := c.Name, c.From, c.To
 			fmt.Printf("%s: %v -> %v\n", name, from, to)
 		},
 	})
@@ -70,10 +71,14 @@ func ExampleOpenError() {
 	})
 	var oe *breaker.OpenError
 	if errors.As(err, &oe) {
-		fmt.Println(oe.Name, oe.State, oe.RetryAfter())
+		if oe.Forced() {
+			fmt.Println(oe.Name, oe.State, "until an operator releases it")
+		} else {
+			fmt.Println(oe.Name, oe.State, "retry after", oe.RetryAfter())
+		}
 	}
 	// Output:
-	// search forced-open 1m0s
+	// search forced-open until an operator releases it
 }
 
 func ExampleBreaker_ForceOpen() {
@@ -174,4 +179,30 @@ func ExampleChange() {
 	// Output:
 	// ledger: closed -> forced-open (forced open: database failover)
 	// ledger: forced-open -> closed (released)
+}
+
+// A stream cannot be wrapped in one function call: Allow admits it, and
+// Done reports how it ended.
+func ExampleBreaker_Allow() {
+	b, err := breaker.New(breaker.Settings{Name: "feed", ConsecutiveFailures: 2})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	ctx := context.Background()
+	errReset := errors.New("stream reset")
+	for i := range 3 {
+		p, err := b.Allow(ctx)
+		if err != nil {
+			fmt.Println("stream", i, "not opened:", err)
+			continue
+		}
+		// ... open the stream, read from it until it ends ...
+		p.Done(ctx, errReset)
+		fmt.Println("stream", i, "ended:", errReset)
+	}
+	// Output:
+	// stream 0 ended: stream reset
+	// stream 1 ended: stream reset
+	// stream 2 not opened: breaker: open (feed is open)
 }

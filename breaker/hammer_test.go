@@ -24,7 +24,8 @@ func TestHammer(t *testing.T) {
 			Name: "hammer", Window: 2 * time.Second, MinRequests: 20,
 			ConsecutiveFailures: 5, OpenTimeout: 500 * time.Millisecond,
 			MaxOpenTimeout: 2 * time.Second, HalfOpenRequests: 2, Ramp: time.Second,
-			OnStateChange: func(_ string, from, to State) {
+			OnChange: func(c Change) {
+				from, to := c.From, c.To
 				mu.Lock()
 				changes = append(changes, from, to)
 				mu.Unlock()

@@ -30,8 +30,10 @@ type Settings struct {
 	FailureRatio float64
 
 	// ConsecutiveFailures trips the breaker when this many calls fail in a
-	// row, however they fall across window buckets. The breaker trips on
-	// whichever of the two conditions is met first. Default 5.
+	// row within the window, however they fall across its buckets;
+	// failures that have left the window no longer count towards the run.
+	// The breaker trips on whichever of the two conditions is met first.
+	// Default 5.
 	ConsecutiveFailures int
 
 	// SlowCall makes a call that takes at least this long count as a
@@ -55,6 +57,15 @@ type Settings struct {
 	// failure opens it again. Default 1.
 	HalfOpenRequests int
 
+	// HalfOpenTimeout bounds how long the HalfOpen state waits for its
+	// probes, counted from the moment the first probe of the round is
+	// admitted. A probe still unfinished then (hung, or admitted by
+	// [Breaker.Allow] and never reported with Done) counts as failed: the
+	// breaker opens again for its next, longer wait, and the probe's late
+	// outcome is ignored. A HalfOpen state that admits no probe does not
+	// time out. Default 60s.
+	HalfOpenTimeout time.Duration
+
 	// Ramp, if set, is how long the breaker takes after it closes again
 	// to let all calls through: the share it admits rises linearly from
 	// 10% to 100% over Ramp, and calls held back get an [*OpenError].
@@ -74,22 +85,15 @@ type Settings struct {
 	// It runs on the calling goroutine and must be safe for concurrent use.
 	IsFailure func(err error) bool
 
-	// OnStateChange, if set, is called after every state change. It is
-	// never called while the breaker holds a lock, so it may use the
+	// OnChange, if set, is called after every state change with a [Change]
+	// that carries the states, the reason and the time of the change. It
+	// is never called while the breaker holds a lock, so it may use the
 	// breaker. Calls are made one at a time and in the order of the
 	// changes, on the goroutine whose call caused the change (or on one
 	// that was already delivering earlier changes); the move from Open to
 	// HalfOpen, which no call causes, is delivered on the goroutine of the
-	// breaker's timer. The reason for a change is passed to OnChange and
-	// logged; [Breaker.Snapshot] shows it too, but by the time the
-	// callback runs a later change may have replaced it there.
-	OnStateChange func(name string, from, to State)
-
-	// OnChange, if set, is called after every state change with a [Change]
-	// that carries the reason and the time of the change. It is delivered
-	// like OnStateChange: never while the breaker holds a lock, one change
-	// at a time, in order, right after OnStateChange for the same change.
-	// Default nil.
+	// breaker's timer, and so is the move from HalfOpen to Open when the
+	// half-open deadline passes. Default nil.
 	OnChange func(Change)
 
 	// Logger, if set, receives one record per state change: Warn when the
@@ -110,6 +114,7 @@ const (
 	defaultOpenTimeout         = 30 * time.Second
 	defaultMaxOpenFactor       = 10
 	defaultHalfOpenRequests    = 1
+	defaultHalfOpenTimeout     = 60 * time.Second
 
 	windowBuckets = 10
 	minWindow     = 100 * time.Millisecond
@@ -175,6 +180,12 @@ func (s Settings) normalize() (Settings, error) {
 		return s, invalid("Settings.HalfOpenRequests must be in [0,%d], got %d", uint32(math.MaxUint32), s.HalfOpenRequests)
 	case s.HalfOpenRequests == 0:
 		s.HalfOpenRequests = defaultHalfOpenRequests
+	}
+	switch {
+	case s.HalfOpenTimeout < 0:
+		return s, invalid("Settings.HalfOpenTimeout must not be negative, got %v", s.HalfOpenTimeout)
+	case s.HalfOpenTimeout == 0:
+		s.HalfOpenTimeout = defaultHalfOpenTimeout
 	}
 	if s.Ramp < 0 {
 		return s, invalid("Settings.Ramp must not be negative, got %v", s.Ramp)

@@ -321,9 +321,10 @@ func TestOutboxReplayDoesNotCountABreakersRejectionsAsAttempts(t *testing.T) {
 		require.NoError(t, err, "Replay")
 		assert.Equal(t, []string{"a@1"}, delivered, "deliveries that reached the receiver")
 		assert.Equal(t, 5, rejected, "rejections by the breaker")
-		// Each rejection waits the breaker's RetryAfter (its OpenTimeout
-		// while forced open), not the shorter backoff.
-		assert.Equal(t, 50*time.Second, time.Since(start), "time until delivery")
+		// A forced-open breaker promises no moment (its RetryAfter is
+		// zero), so each rejection waits the outbox's own backoff:
+		// 1s, 2s, 4s, 4s, 4s.
+		assert.Equal(t, 15*time.Second, time.Since(start), "time until delivery")
 		dead, err := o.DeadLetters(context.Background())
 		require.NoError(t, err, "DeadLetters")
 		assert.Empty(t, dead, "dead letters")

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
+	"github.com/ringfence/ringfence/breaker"
 	"github.com/ringfence/ringfence/retry"
 )
 
@@ -167,3 +168,66 @@ func BenchmarkTransport(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkFailurePath measures the calls that fail: retry.Do over
+// breaker.Do on an open breaker (the rejection is not worth waiting for,
+// so Do gives up after one attempt), and over a function that fails
+// without retries. Each returns an *Error, the one allocation.
+func BenchmarkFailurePath(b *testing.B) {
+	ctx := context.Background()
+	br, err := breaker.New(breaker.Settings{Name: "bench", ConsecutiveFailures: 1, OpenTimeout: time.Hour})
+	if err != nil {
+		b.Fatal(err)
+	}
+	_, _ = breaker.Do(ctx, br, failWork)
+	if br.State() != breaker.Open {
+		b.Fatalf("State() = %v, want open", br.State())
+	}
+	p := retry.Policy{MaxInterval: time.Second}
+	b.Run("open breaker", func(b *testing.B) {
+		guarded := func(ctx context.Context) (int, error) { return breaker.Do(ctx, br, work) }
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := retry.Do(ctx, p, guarded); err == nil {
+				b.Fatal("Do() = nil error, want open")
+			}
+		}
+	})
+	b.Run("open breaker parallel", func(b *testing.B) {
+		guarded := func(ctx context.Context) (int, error) { return breaker.Do(ctx, br, work) }
+		b.ReportAllocs()
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				if _, err := retry.Do(ctx, p, guarded); err == nil {
+					b.Fatal("Do() = nil error, want open")
+				}
+			}
+		})
+	})
+	b.Run("failing function", func(b *testing.B) {
+		one := retry.Policy{MaxAttempts: 1}
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := retry.Do(ctx, one, failWork); err == nil {
+				b.Fatal("Do() = nil error, want a failure")
+			}
+		}
+	})
+	b.Run("failing function through a closed breaker", func(b *testing.B) {
+		closed, err := breaker.New(breaker.Settings{Name: "bench", IsFailure: func(error) bool { return false }})
+		if err != nil {
+			b.Fatal(err)
+		}
+		guarded := func(ctx context.Context) (int, error) { return breaker.Do(ctx, closed, failWork) }
+		one := retry.Policy{MaxAttempts: 1}
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := retry.Do(ctx, one, guarded); err == nil {
+				b.Fatal("Do() = nil error, want a failure")
+			}
+		}
+	})
+}
+
+//go:noinline
+func failWork(context.Context) (int, error) { return 0, errBoom }

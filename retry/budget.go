@@ -96,6 +96,17 @@ func (b *Budget) AllowRetry() bool {
 	}
 }
 
+// refund gives back the token of a retry that AllowRetry allowed but that
+// was not made.
+func (b *Budget) refund() {
+	for {
+		d := b.deficit.Load()
+		if b.deficit.CompareAndSwap(d, max(d-tokenUnit, 0)) {
+			return
+		}
+	}
+}
+
 // RecordSuccess deposits ratio tokens for a successful call, up to max. Do
 // and Transport call it once per successful call.
 func (b *Budget) RecordSuccess() {

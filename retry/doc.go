@@ -30,7 +30,12 @@
 //
 //   - the error is wrapped by [Permanent] (or by backoff.Permanent from
 //     github.com/cenkalti/backoff/v4), or is context.Canceled;
-//   - Policy.IsRetryable returns false for the error;
+//   - the error, or one it wraps, has a method Forced() bool that reports
+//     true: an operator's decision, such as a circuit breaker forced open
+//     (breaker.OpenError has it), which no wait can outlast;
+//   - Policy.IsRetryable returns false for the error; without it, the
+//     error is a certificate error or DNS does not know the host (a
+//     *net.DNSError with IsNotFound), which no wait mends;
 //   - the context is done;
 //   - the attempts allowed by Policy.MaxAttempts are used up;
 //   - the next wait would end at or after the context's deadline, or past

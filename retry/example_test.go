@@ -155,3 +155,24 @@ func ExampleCheckResponse() {
 	}
 	// Output: 429 30s
 }
+
+// maintenance is a rejection an operator ordered, like a circuit breaker
+// forced open: its Forced method tells Do that waiting cannot help.
+type maintenance struct{}
+
+func (maintenance) Error() string { return "payments: down for maintenance" }
+func (maintenance) Forced() bool  { return true }
+
+// An error with a Forced method that reports true ends retrying at once.
+func ExampleDo_forced() {
+	attempts := 0
+	_, err := retry.Do(context.Background(), retry.Policy{}, func(context.Context) (int, error) {
+		attempts++
+		return 0, maintenance{}
+	})
+	fmt.Println(err)
+	fmt.Println("attempts:", attempts)
+	// Output:
+	// retry: gave up after 1 attempts: payments: down for maintenance
+	// attempts: 1
+}

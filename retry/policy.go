@@ -55,9 +55,13 @@ type Policy struct {
 
 	// IsRetryable reports whether a failed attempt's error may be retried.
 	// It is consulted after the built-in rules (see the package
-	// documentation), so it cannot make a Permanent error or
-	// context.Canceled retryable. Nil means every other error is retryable.
-	// It runs on the calling goroutine.
+	// documentation), so it cannot make a Permanent error, a forced
+	// rejection or context.Canceled retryable. Nil means every other error
+	// is retryable except certificate errors (x509.UnknownAuthorityError,
+	// x509.HostnameError, x509.CertificateInvalidError,
+	// *tls.CertificateVerificationError) and a *net.DNSError whose
+	// IsNotFound is set: waiting mends neither. A non-nil IsRetryable
+	// decides those too. It runs on the calling goroutine.
 	IsRetryable func(error) bool
 
 	// Budget, if not nil, is spent by every retry and refilled by every

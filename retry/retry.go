@@ -69,45 +69,15 @@ type permanentError struct{ err error }
 func (e *permanentError) Error() string { return e.err.Error() }
 func (e *permanentError) Unwrap() error { return e.err }
 
-// IsPermanent reports whether err, or an error it wraps, was made by
-// Permanent (or by backoff.Permanent from github.com/cenkalti/backoff/v4):
-// a failure that trying again cannot mend. Other packages that retry on
-// their own schedule, such as fallback's outbox replay, use it to honour
-// the same marker.
-func IsPermanent(err error) bool { return isPermanent(err) }
-
-func isPermanent(err error) bool {
-	var p *permanentError
-	if errors.As(err, &p) {
-		return true
-	}
-	var bp *backoff.PermanentError
-	return errors.As(err, &bp)
-}
-
-// retryAfterer is implemented by errors that carry a delay requested by the
-// server or by a circuit breaker, such as *StatusError.
-type retryAfterer interface {
-	RetryAfter() time.Duration
-}
-
-// requestedDelay returns the positive delay err asks for, if any.
-func requestedDelay(err error) (time.Duration, bool) {
-	var ra retryAfterer
-	if errors.As(err, &ra) {
-		if d := ra.RetryAfter(); d > 0 {
-			return d, true
-		}
-	}
-	return 0, false
-}
-
 // Do calls fn until it succeeds, the Policy says to stop, or ctx is done,
 // and returns the last result. When the first attempt succeeds Do neither
 // allocates nor reads the clock (unless MaxElapsed or a Throttle is set).
 //
 // After a failed attempt Do does not retry when the error is wrapped by
-// Permanent, is context.Canceled, or is rejected by Policy.IsRetryable;
+// Permanent, is context.Canceled, has a Forced method that reports true (a
+// circuit breaker forced open by an operator), or is rejected by
+// Policy.IsRetryable (which by default rejects certificate errors and
+// unknown hosts);
 // when ctx is done; when MaxAttempts is reached; when the next wait would
 // end at or after ctx's deadline or beyond MaxElapsed; when the Budget is
 // exhausted; or when the error asks for a delay (a RetryAfter method, as on
@@ -133,10 +103,10 @@ func Do[T any](ctx context.Context, p Policy, fn func(context.Context) (T, error
 		return zero, &Error{Attempts: 0, Err: ErrThrottled, stop: ErrThrottled}
 	}
 	v, err := fn(ctx)
-	if p.Throttle != nil {
-		p.Throttle.Record(err == nil || !retryable(&p, err))
-	}
 	if err == nil {
+		if p.Throttle != nil {
+			p.Throttle.Record(true)
+		}
 		if p.Budget != nil {
 			p.Budget.RecordSuccess()
 		}
@@ -150,10 +120,21 @@ func Do[T any](ctx context.Context, p Policy, fn func(context.Context) (T, error
 // retrying is the slow path of Do, entered after the first failure.
 func retrying[T any](ctx context.Context, pv Policy, fn func(context.Context) (T, error), start time.Time, v T, err error) (T, error) {
 	p := &pv
-	var l loop
-	l.init(p, start)
+	l := loop{start: start}
 	for attempt := 1; ; attempt++ {
-		wait, stop, ok := l.next(ctx, attempt, err)
+		f := inspect(err)
+		ok := f.retryable(p, err)
+		if p.Throttle != nil {
+			p.Throttle.Record(!ok)
+		}
+		var wait time.Duration
+		var stop error
+		if ok {
+			wait, stop, ok = l.next(ctx, p, attempt, &f)
+		}
+		if ok {
+			stop, ok = l.spend(p)
+		}
 		if !ok {
 			return v, &Error{Attempts: attempt, Err: err, stop: stop}
 		}
@@ -164,10 +145,10 @@ func retrying[T any](ctx context.Context, pv Policy, fn func(context.Context) (T
 			return v, &Error{Attempts: attempt, Err: err, stop: serr}
 		}
 		v, err = fn(ctx)
-		if p.Throttle != nil {
-			p.Throttle.Record(err == nil || !retryable(p, err))
-		}
 		if err == nil {
+			if p.Throttle != nil {
+				p.Throttle.Record(true)
+			}
 			if p.Budget != nil {
 				p.Budget.RecordSuccess()
 			}
@@ -176,28 +157,21 @@ func retrying[T any](ctx context.Context, pv Policy, fn func(context.Context) (T
 	}
 }
 
-// retryable applies the built-in rules and then p.IsRetryable.
-func retryable(p *Policy, err error) bool {
-	if isPermanent(err) || errors.Is(err, context.Canceled) {
-		return false
-	}
-	if p.IsRetryable != nil {
-		return p.IsRetryable(err)
-	}
-	return true
-}
-
 // loop holds the backoff state of one call after its first failure. It is
 // created lazily so that a call whose first attempt succeeds pays nothing.
+// Its methods take the Policy as an argument rather than keeping it: the
+// backoff's clock interface would move anything loop points to onto the
+// heap.
 type loop struct {
-	p     *Policy
 	start time.Time // zero unless p.MaxElapsed > 0
+	ready bool      // eb is set up
 	eb    backoff.ExponentialBackOff
 }
 
-func (l *loop) init(p *Policy, start time.Time) {
-	l.p = p
-	l.start = start
+// init sets up the backoff on the first wait it is asked for, so that a
+// call that ends without waiting reads no clock for it.
+func (l *loop) init(p *Policy) {
+	l.ready = true
 	l.eb = backoff.ExponentialBackOff{
 		InitialInterval:     p.initialInterval(),
 		RandomizationFactor: 0, // jitter is applied in wait, from p.Rand
@@ -211,12 +185,12 @@ func (l *loop) init(p *Policy, start time.Time) {
 }
 
 // backoff returns the next jittered backoff wait, capped at MaxInterval.
-func (l *loop) backoff() time.Duration {
+func (l *loop) backoff(p *Policy) time.Duration {
 	interval := l.eb.NextBackOff()
-	j := l.p.jitter()
+	j := p.jitter()
 	var r float64
-	if l.p.Rand != nil {
-		r = l.p.Rand()
+	if p.Rand != nil {
+		r = p.Rand()
 	} else {
 		r = rand.Float64()
 	}
@@ -224,7 +198,7 @@ func (l *loop) backoff() time.Duration {
 		r = 0
 	}
 	r = min(r, 1)
-	limit := l.p.maxInterval()
+	limit := p.maxInterval()
 	// Compare as floats: a wait near the largest Duration would wrap
 	// around when converted back.
 	switch d := float64(interval) * (1 + j*(2*r-1)); {
@@ -237,15 +211,12 @@ func (l *loop) backoff() time.Duration {
 	}
 }
 
-// next decides what follows the failure of attempt (1-based) with err. It
-// returns the wait before the next attempt and ok, or ok == false and the
-// reason, if any, that retrying ends early. A true result has already spent
-// a Budget token and counted the next attempt as a Throttle request.
-func (l *loop) next(ctx context.Context, attempt int, err error) (wait time.Duration, stop error, ok bool) {
-	p := l.p
-	if !retryable(p, err) {
-		return 0, nil, false
-	}
+// next decides what follows the failure of attempt (1-based), which the
+// caller has found retryable and whose error f describes. It returns the
+// wait before the next attempt and ok, or ok == false and the reason, if
+// any, that retrying ends early. It spends nothing: a true result must be
+// followed by spend.
+func (l *loop) next(ctx context.Context, p *Policy, attempt int, f *facts) (wait time.Duration, stop error, ok bool) {
 	if cerr := ctx.Err(); cerr != nil {
 		return 0, cerr, false
 	}
@@ -253,15 +224,15 @@ func (l *loop) next(ctx context.Context, attempt int, err error) (wait time.Dura
 	if left <= 0 {
 		return 0, nil, false
 	}
-	wait = l.backoff()
-	if ra, has := requestedDelay(err); has {
-		// A delay longer than the remaining retries would wait in total is
-		// not worth waiting for: the caller would be better served now.
-		if longerThan(ra, left, p.maxInterval()) {
-			return 0, nil, false
-		}
-		wait = max(wait, ra)
+	// A delay longer than the remaining retries would wait in total is
+	// not worth waiting for: the caller would be better served now.
+	if f.delay > 0 && longerThan(f.delay, left, p.maxInterval()) {
+		return 0, nil, false
 	}
+	if !l.ready {
+		l.init(p)
+	}
+	wait = max(l.backoff(p), f.delay)
 	now := time.Now()
 	if dl, has := ctx.Deadline(); has && !now.Add(wait).Before(dl) {
 		return 0, context.DeadlineExceeded, false
@@ -269,16 +240,26 @@ func (l *loop) next(ctx context.Context, attempt int, err error) (wait time.Dura
 	if p.MaxElapsed > 0 && now.Add(wait).Sub(l.start) > p.MaxElapsed {
 		return 0, nil, false
 	}
+	return wait, nil, true
+}
+
+// spend takes a Budget token for the next attempt and counts it as a
+// Throttle request. It reports false, and the reason, if either says no;
+// a Budget token taken before the Throttle said no is given back.
+func (l *loop) spend(p *Policy) (stop error, ok bool) {
 	if p.Budget != nil && !p.Budget.AllowRetry() {
-		return 0, ErrBudgetExhausted, false
+		return ErrBudgetExhausted, false
 	}
 	// The throttle is asked before waiting rather than after, so that a
 	// rejected retry neither waits in vain nor costs the caller the last
 	// answer it got.
 	if p.Throttle != nil && !p.Throttle.allow() {
-		return 0, ErrThrottled, false
+		if p.Budget != nil {
+			p.Budget.refund()
+		}
+		return ErrThrottled, false
 	}
-	return wait, nil, true
+	return nil, true
 }
 
 // longerThan reports whether d is longer than n waits of each, where n and

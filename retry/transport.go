@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -84,17 +85,34 @@ func isDigits(s string) bool {
 	return len(s) > 0
 }
 
-// drainLimit is how much of a discarded response body is read so that its
-// connection can be reused; a longer body is closed unread.
-const drainLimit = 64 << 10
+// A discarded response body is read, up to drainLimit bytes and for at
+// most drainTimeout, so that its connection can be reused; a longer or
+// slower body is closed unread.
+const (
+	drainLimit   = 64 << 10
+	drainTimeout = 500 * time.Millisecond
+)
 
+// discard drains and closes a response that is not returned. A body that
+// stalls is closed when drainTimeout has passed, which ends the read.
 func discard(resp *http.Response) {
 	if resp == nil || resp.Body == nil {
 		return
 	}
+	c := &onceCloser{body: resp.Body}
+	t := time.AfterFunc(drainTimeout, c.close)
 	io.CopyN(io.Discard, resp.Body, drainLimit)
-	resp.Body.Close()
+	t.Stop()
+	c.close()
 }
+
+// onceCloser closes a body once, from whichever goroutine comes first.
+type onceCloser struct {
+	once sync.Once
+	body io.Closer
+}
+
+func (c *onceCloser) close() { c.once.Do(func() { c.body.Close() }) }
 
 // Transport returns an http.RoundTripper that sends each request through
 // next (http.DefaultTransport if nil) and retries it according to p.
@@ -108,11 +126,13 @@ func discard(resp *http.Response) {
 //
 // A retryable request is retried after a transport error and after a
 // response with status 429, 502, 503 or 504, under the same rules as Do
-// (Policy.IsRetryable sees the error or a *StatusError). A Retry-After
+// (Policy.IsRetryable sees the error or a *StatusError); so, by default, a
+// certificate error or a host that DNS does not know ends it at once. A Retry-After
 // header, in seconds or as an HTTP-date, sets the least wait before the next
 // attempt; malformed and negative values are ignored. Waits honour the
 // request's context and never run past its deadline. Every response that is
-// not returned is drained (up to 64 KiB) and closed.
+// not returned is drained (up to 64 KiB, for at most 500ms: a body that
+// stalls is closed unread) and closed.
 //
 // When retrying ends on a retryable status — attempts exhausted, Budget
 // spent, deadline near — RoundTrip returns that last response with a nil
@@ -154,7 +174,7 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		closeRequestBody(req)
 		return nil, &Error{Err: ErrThrottled, stop: ErrThrottled}
 	}
-	var l loop
+	l := loop{start: start}
 	r := req
 	for attempt := 1; ; attempt++ {
 		resp, err := t.next.RoundTrip(r)
@@ -163,24 +183,38 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 			d, _ := parseRetryAfter(resp.Header.Get("Retry-After"), time.Now())
 			failure = &StatusError{StatusCode: resp.StatusCode, Delay: d}
 		}
-		if p.Throttle != nil {
-			p.Throttle.Record(failure == nil || !retryable(p, failure))
-		}
 		if failure == nil {
+			if p.Throttle != nil {
+				p.Throttle.Record(true)
+			}
 			if p.Budget != nil {
 				p.Budget.RecordSuccess()
 			}
 			return resp, nil
 		}
-		if attempt == 1 {
-			l.init(p, start)
+		f := inspect(failure)
+		ok := f.retryable(p, failure)
+		if p.Throttle != nil {
+			p.Throttle.Record(!ok)
 		}
-		wait, stop, ok := l.next(ctx, attempt, failure)
+		var wait time.Duration
+		var stop error
+		if ok {
+			wait, stop, ok = l.next(ctx, p, attempt, &f)
+		}
+		// Rewind the body before spending a Budget token and a Throttle
+		// request on the retry: a body that cannot be rewound costs
+		// nothing.
 		var body io.ReadCloser
 		if ok && req.Body != nil && req.Body != http.NoBody {
 			var berr error
 			if body, berr = req.GetBody(); berr != nil {
 				ok, stop = false, nil
+			}
+		}
+		if ok {
+			if stop, ok = l.spend(p); !ok && body != nil {
+				body.Close()
 			}
 		}
 		if !ok {

@@ -191,7 +191,8 @@ func ringfenceDay(ctx context.Context, w io.Writer) (Summary, error) {
 		// may read the breaker. The move from open to half-open happens
 		// on a timer, at a moment that differs from run to run; the
 		// probe's outcome, which follows, is what the timeline shows.
-		OnStateChange: func(name string, from, to breaker.State) {
+		OnChange: func(c breaker.Change) {
+			name, from, to := c.Name, c.From, c.To
 			switch {
 			case to == breaker.Open:
 				tl.logf("breaker %s opened: %s; calls now fall back at once", name, br.Snapshot().Reason)

@@ -132,7 +132,8 @@ func simulate(ctx context.Context, w io.Writer) (Summary, error) {
 		ConsecutiveFailures: 3,
 		OpenTimeout:         time.Second, // outlasts the outage's payments even on a busy machine
 		IsFailure:           func(err error) bool { return !errors.Is(err, errRejected) },
-		OnStateChange: func(name string, from, to breaker.State) {
+		OnChange: func(c breaker.Change) {
+			name, from, to := c.Name, c.From, c.To
 			// The move to half-open happens on a timer, at a moment that
 			// varies from run to run; the timeline shows what follows it.
 			if to != breaker.HalfOpen {
