@@ -3,6 +3,7 @@ package rollout
 import (
 	"context"
 	"errors"
+	"fmt"
 	"hash/fnv"
 	"testing"
 	"time"
@@ -48,6 +49,52 @@ func BenchmarkFNV64a(b *testing.B) {
 }
 
 var errBench = errors.New("bench")
+
+func BenchmarkObserveKey(b *testing.B) {
+	r := rolloutAt(b, Plan{}, 10_000)
+	b.ReportAllocs()
+	for b.Loop() {
+		r.ObserveKey(benchKey, Canary, nil, 3*time.Millisecond)
+	}
+}
+
+// benchKeys are distinct 16-byte keys, so that parallel goroutines observe
+// different keys, as a fleet's callers do.
+var benchKeys = func() []string {
+	out := make([]string, 1024)
+	for i := range out {
+		out[i] = fmt.Sprintf("host-%011d", i)
+	}
+	return out
+}()
+
+func BenchmarkObserveKeyParallel(b *testing.B) {
+	r := rolloutAt(b, Plan{}, 10_000)
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		i := 0
+		for pb.Next() {
+			var err error
+			if i%100 == 0 {
+				err = errBench
+			}
+			r.ObserveKey(benchKeys[i&1023], Variant(i&1), err, time.Duration(i)*time.Microsecond)
+			i++
+		}
+	})
+}
+
+// BenchmarkObserveKeyParallelOneKey is ObserveKeyParallel with every
+// goroutine observing the same key.
+func BenchmarkObserveKeyParallelOneKey(b *testing.B) {
+	r := rolloutAt(b, Plan{}, 10_000)
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			r.ObserveKey(benchKey, Canary, nil, 3*time.Millisecond)
+		}
+	})
+}
 
 func BenchmarkObserve(b *testing.B) {
 	r := rolloutAt(b, Plan{}, 10_000)
@@ -116,17 +163,27 @@ func BenchmarkEvaluate(b *testing.B) {
 	if err := r.Start(context.Background()); err != nil {
 		b.Fatal(err)
 	}
-	// Spread the counts over every shard, as many busy goroutines would.
+	// Spread the counts over every shard and key bucket, as many busy
+	// goroutines and keys would, with a latency threshold set and key
+	// sketches a quarter full.
 	s := r.stats.Load()
+	s.setLatency(60)
 	shards := uint64(len(s.shards))
 	for v, n := range [2]uint64{1_000_000, 10_000} {
 		for i := range s.shards {
 			c := &s.shards[i].v[v]
-			c.samples.Store(n / shards)
-			c.errors.Store(n / 100 / shards)
+			for b := range armBuckets {
+				c.samples[b].Store(n / shards / armBuckets)
+				c.errors[b].Store(n / 100 / shards / armBuckets * uint64(1+b%3) / 2)
+				c.slow[b].Store(n / 100 / shards / armBuckets)
+			}
 			for j := range histBuckets / 2 {
 				c.hist[j+20].Store(n / histBuckets * 2 / shards)
 			}
+		}
+		for w := range SketchWords {
+			s.keys[v].assigned[w].Store(0x1111_1111_1111_1111)
+			s.keys[v].reported[w].Store(0x1111_1111_1111_1110)
 		}
 	}
 	b.ReportAllocs()

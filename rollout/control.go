@@ -101,9 +101,9 @@ func (r *Rollout) Status() Status {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	st := Status{State: r.state, Stage: r.stage, Percent: r.percent(), Reason: r.reason,
-		Verdict: r.verdictLocked(), Err: r.failErr}
-	if st.Err == nil {
-		st.Err = r.saveErr
+		Verdict: r.verdictLocked(), Err: r.errLocked()}
+	if r.hasFleet && r.fleetEpoch == r.epoch {
+		st.Verdict = r.fleet
 	}
 	if r.failErr != nil {
 		st.Percent = 0
@@ -115,19 +115,23 @@ func (r *Rollout) Status() Status {
 	return st
 }
 
-// verdictLocked judges the current stage's observations. r.mu must be held.
+// verdictLocked judges the current stage's local observations. r.mu must
+// be held.
 func (r *Rollout) verdictLocked() Verdict {
-	s := r.stats.Load()
-	return r.p.judge(r.p.stages[r.stage], s.read(Baseline), s.read(Canary))
+	e := r.localEvidence(r.stats.Load())
+	return r.p.judge(r.p.stages[r.stage], &e)
 }
 
 // Evaluate runs the judge once over the current stage and acts on its
 // verdict: a regression rolls back; a stage that has baked, has its minimum
 // canary samples and shows no regression advances (the last one to
 // Promoted); a stage past its deadline without its samples is
-// Inconclusive and pauses or rolls back as the plan says. While Paused only
-// a regression acts. Between transitions Evaluate saves the bake progress
-// every Plan.Checkpoint.
+// Inconclusive and pauses or rolls back as the plan says (an empty ring
+// always pauses). While Paused only a regression acts. Between transitions
+// Evaluate saves the bake progress every Plan.Checkpoint.
+//
+// With Plan.Evidence set, Evaluate judges the evidence it returns; if that
+// fails, it judges the local evidence and acts only on a regression.
 //
 // It returns the verdict and any error saving the state; for a rollout
 // that is failing safe it returns the error wrapping ErrFailSafe. Run calls
@@ -148,15 +152,44 @@ func (r *Rollout) evaluate(ctx context.Context) (Verdict, error) {
 		r.mu.Unlock()
 		return v, nil
 	}
+	s := r.stats.Load()
+	r.learnLatency(s)
+	ev := r.localEvidence(s)
+	local := true
+	if r.p.Evidence != nil {
+		epoch := r.epoch
+		r.mu.Unlock()
+		fleet, ferr := r.fleetEvidence(ctx, ev)
+		r.mu.Lock()
+		if r.failErr != nil || r.epoch != epoch || (r.state != Running && r.state != Paused) {
+			// The rollout moved on while the fleet's evidence was read.
+			v := r.verdictLocked()
+			r.mu.Unlock()
+			r.deliver()
+			return v, r.errLocked()
+		}
+		if ferr != nil {
+			if r.evidenceErr == nil {
+				r.evidenceSince = time.Now()
+			}
+			r.evidenceErr = fmt.Errorf("%w: judging local evidence only since %v: %w", ErrEvidence, r.evidenceSince.UTC().Format(time.RFC3339), ferr)
+		} else {
+			r.evidenceErr = nil
+			ev, local = fleet, false
+		}
+	}
 	now := time.Now()
 	st := r.p.stages[r.stage]
-	v := r.verdictLocked()
+	v := r.p.judge(st, &ev)
+	r.fleet, r.fleetEpoch, r.hasFleet = v, r.epoch, !local
 	elapsed := r.elapsedAt(now)
 	var err error
 	switch {
 	case v.Outcome == Regressed:
 		err = r.retreat(ctx, now, RolledBack, r.stage, fmt.Sprintf("judge: %s at %v%%", v.Rule, st.Percent), v)
 	case r.state != Running:
+	case r.p.Evidence != nil && local:
+		// Without the fleet's evidence, never advance and never give up.
 	case v.Canary.Samples < uint64(st.MinSamples) && elapsed-r.deadlineFrom >= st.Deadline:
 		v.Outcome, v.Rule = Inconclusive, RuleDeadline
 		reason := fmt.Sprintf("judge: inconclusive at %v%%: %d of %d canary samples by the %v deadline",
@@ -164,6 +197,12 @@ func (r *Rollout) evaluate(ctx context.Context) (Verdict, error) {
 		to := Paused
 		if r.p.OnInconclusive == RollBackOnInconclusive {
 			to = RolledBack
+		}
+		if keyed := sum(&ev.Baseline.Samples) - ev.Baseline.Samples[KeyBuckets]; v.Canary.Assigned == 0 && v.Canary.Samples == 0 && keyed > 0 {
+			v.Rule = RuleEmptyRing
+			reason = fmt.Sprintf("judge: empty ring at %v%%: no key assigned to the canary by the %v deadline, while %d keyed calls went to the baseline",
+				st.Percent, st.Deadline, keyed)
+			to = Paused
 		}
 		err = r.retreat(ctx, now, to, r.stage, reason, v)
 	case v.Outcome == Healthy && elapsed >= st.Bake:
@@ -180,6 +219,27 @@ func (r *Rollout) evaluate(ctx context.Context) (Verdict, error) {
 	r.mu.Unlock()
 	r.deliver()
 	return v, err
+}
+
+// fleetEvidence calls Plan.Evidence, with no lock held, and checks that
+// its answer is evidence of the local stage.
+func (r *Rollout) fleetEvidence(ctx context.Context, local Evidence) (e Evidence, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("Plan.Evidence panicked: %v", p)
+		}
+	}()
+	e, err = r.p.Evidence(ctx, local)
+	if err != nil {
+		return Evidence{}, err
+	}
+	if err := e.Validate(); err != nil {
+		return Evidence{}, err
+	}
+	if err := local.sameStage(&e); err != nil {
+		return Evidence{}, err
+	}
+	return e, nil
 }
 
 // Run evaluates the rollout every Plan.Interval until ctx is done or the

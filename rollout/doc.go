@@ -107,59 +107,135 @@
 // # Health input
 //
 // [Do] assigns a key, runs the baseline or canary function, times it,
-// records the outcome and returns the result. With Plan.FallbackToBaseline
-// a failed canary call is answered by the baseline, and the failure still
-// counts against the canary.
+// records the outcome with its key and returns the result. With
+// Plan.FallbackToBaseline a failed canary call is answered by the
+// baseline, and the failure still counts against the canary.
 //
-// Programs that dispatch themselves call [Rollout.Observe] for each call.
-// Observe every call of both variants, or sample both at the same rate:
-// the judge expects the canary's share of observations to match its share
-// of keys (see Silence below), which holds only if every key's calls are
-// observed alike. Observe is lock-free and allocates nothing.
+// Programs that dispatch themselves call [Rollout.Variant] to assign and
+// [Rollout.ObserveKey] after each call, with the same key. Observe every
+// call of both variants, or sample both at the same rate. [Rollout.Observe]
+// records a call without its key: the judge then treats it as a unit of
+// its own, which is right only when every call is assigned on its own (the
+// key is the request). Both are lock-free and allocate nothing.
 //
 // # The judge
 //
-// Each evaluation applies these rules to the current stage's observations;
-// the first that fires rolls back, and every [Verdict] carries the figures
-// and thresholds behind it.
+// Each evaluation applies these rules to the current stage's evidence; the
+// first that fires rolls back, and every [Verdict] carries the figures and
+// thresholds behind it.
 //
-//   - Guardrails act at once, as soon as the canary has
-//     Judge.GuardrailMinSamples observations: its error rate above
-//     Judge.MaxErrorRate; its 99th-percentile latency above Judge.MaxP99, or
-//     above Judge.P99Factor times the baseline's. Latencies are counted in
-//     log-spaced buckets (four per power of two), so p99 is known to within
-//     a quarter.
-//   - Silence is failure. A crashed host reports nothing, so a canary that
-//     reports markedly fewer observations than its share of keys predicts
-//     is a regression: fewer than Judge.SilenceRatio of the expected count
-//     and more than Judge.SilenceZ standard deviations below it, once
-//     Judge.SilenceMinExpected canary observations are expected.
-//   - The error-rate test compares the canary with the baseline with a
-//     sequential test that stays valid however often it is evaluated: a
-//     one-sided mixture sequential probability ratio test (mSPRT, as in
-//     "always valid inference") on the log relative risk of error, with a
-//     normal mixing distribution of standard deviation
-//     ln(1+Judge.MinRegression). It rolls back when the mixture likelihood
-//     ratio reaches 1/alpha and the canary's observed error rate is at
-//     least (1+MinRegression) times the baseline's. By Ville's inequality
-//     the chance that a canary no worse than its baseline is ever rolled
-//     back by this test within a stage is at most alpha (up to the normal
-//     approximation of the log relative risk; the package's simulations
-//     measure well below it); Judge.Alpha is split evenly over the stages
-//     that keep a baseline, so it bounds the whole rollout. A fixed-horizon test re-checked every second would not
-//     have this property. At 100% no baseline remains, and only the
-//     guardrails judge.
+//   - Guardrails act at once, once the canary has Judge.GuardrailMinSamples
+//     observations: its error rate above Judge.MaxErrorRate, or its
+//     99th-percentile latency above Judge.MaxP99. They compare point
+//     estimates with fixed bounds and are outside the Alpha bound.
+//   - Silence: a crashed host reports nothing. With keys, the judge
+//     compares the keys Variant assigned that never reported: among the
+//     keys it follows (the canary's, and a baseline range up to four
+//     times as wide), each silent key is, if the canary's keys report as
+//     reliably as the baseline's, a canary key with probability equal to
+//     the canary's share of the followed assigned keys. The canary is
+//     silent when the sequential test below rejects that and at least
+//     1-Judge.SilenceRatio of its assigned keys are silent. Keys are
+//     followed in a sketch of 4,096 slots per variant, so a small ring is
+//     never silent for being small. Without keys (no Variant calls in the
+//     stage), the canary's share of the unkeyed calls is tested against its
+//     share of keys instead.
+//   - The error-rate test: conditional on the number of errors, each
+//     error is a canary error with probability π = canary calls / all
+//     calls if the canary is no worse than the baseline. The judge
+//     computes the likelihood ratio of the canary's errors against that,
+//     averaged over eight alternatives in which the canary's rate is 1 +
+//     Judge.MinRegression up to 32 times the baseline's. It rolls back
+//     when that mixture reaches its threshold and the observed increase is
+//     at least MinRegression. The counts are exact binomial counts, not a
+//     normal approximation, so one failed call on a new ring (a ratio of
+//     at most about 11, against a threshold of 160 with the default plan)
+//     never ends a rollout.
+//   - The latency test is the same test on slow calls: a call is slow
+//     when it is above the baseline's Judge.LatencyQuantile (99th
+//     percentile), learnt once the baseline has Judge.LatencyMinBaseline
+//     observations, over the current stage and the earlier ones (the
+//     baseline is not thrown away when the stage changes), or above
+//     Judge.LatencyThreshold. It judges the calls made after the threshold
+//     is set, once the canary has GuardrailMinSamples of them.
 //
 // Missing evidence is never success: a stage that cannot gather its minimum
 // canary samples within its Deadline is [Inconclusive], and the rollout
-// pauses (the default) or rolls back, as Plan.OnInconclusive says.
+// pauses (the default) or rolls back, as Plan.OnInconclusive says. A ring
+// that holds no key at all pauses with [RuleEmptyRing]. [CheckTraffic]
+// says, from an expected traffic, whether each stage can gather its
+// samples in time and which first ring can; with Plan.Traffic set, New
+// refuses a plan that cannot. The default plan needs about 70 calls per
+// second (see [DefaultStages]).
+//
+// # What the bound promises
+//
+// The unit of randomisation is the key: Variant puts a key in the canary
+// by a hash of the key, independently of how the key behaves. A key's
+// calls land in one of 32 key-hash buckets (the hash's low bits, which the
+// assignment does not use), so each bucket holds whole keys of each
+// variant.
+//
+// For independent calls (request-level traffic, or keys whose calls do
+// not resemble each other), each test's ratio is, under "the canary is no
+// worse", a nonnegative supermartingale in the order the events arrive: a
+// mixture of likelihood ratios of a Bernoulli whose probability is at most
+// π. By Ville's inequality the chance that it ever reaches 1/a is at most
+// a, however often it is looked at: one Evaluate a second or one a day.
+// Each stage below 100% gets Judge.Alpha divided by the number of such
+// stages, split half to the error-rate test, a quarter to the latency
+// test and an eighth to each silence test, so that by the union bound a
+// rollout whose canary is no worse is rolled back by these tests with
+// probability at most Alpha.
+//
+// When calls are clustered by key (the calls of one host share that
+// host's error rate), the count of canary errors varies more than a
+// binomial: by a factor that grows with the calls per key and the spread
+// of rates between keys. The judge measures that factor from the spread of
+// rates between the key-hash buckets of each variant (Pearson's chi-square
+// over its degrees of freedom, raised by one standard error and never
+// below 1, shown as Verdict.Dispersion) and divides the counts by it
+// before testing, so that the evidence a few keys can give is bounded by
+// their number. This correction is a quasi-likelihood one, not an exact
+// martingale: its level is the one the package's simulations measure (see
+// JUDGE.md in the repository: every A/A setting, with 1,000 or 10,000 hosts
+// and identical or Beta-spread rates, within Alpha).
+//
+// What it does not promise: it does not bound roll backs by the guardrails;
+// it assumes the canary's share of calls stays steady within a stage (a
+// canary whose traffic share swings widely within a stage weakens the
+// exactness of π); it needs keys observed through ObserveKey or Do for the
+// clustering correction and the keyed silence test (unkeyed observations
+// of host traffic are judged as independent calls, which they are not);
+// it treats keys as independent of each other (a shared incident that hits
+// both variants alike cancels, one that hits only some keys' hosts may
+// not); and a canary no worse on average but worse for a few keys is a
+// canary no worse.
+//
+// # Fleets: mergeable evidence
+//
+// Each stage's counts are an [Evidence]: a fixed-size value (per-bucket
+// calls, errors, judged and slow calls; a latency histogram; the key
+// sketches) whose sum over processes is the evidence of the fleet.
+// [Rollout.Evidence] snapshots this process's; [Evidence.Merge] adds
+// another's, refusing evidence of another rollout, stage or latency
+// threshold; its JSON encoding is versioned and validated when decoded.
+// Plan.Evidence lets Evaluate judge merged evidence: a process publishes
+// its Evidence, one evaluator sums the latest of each and judges the sum.
+// When the merged evidence cannot be had, Evaluate judges the local
+// evidence, rolls back on a regression, never advances, and reports the
+// error with the time since when. Set Judge.LatencyThreshold for a fleet,
+// so that every process counts slow calls against the same bound.
 //
 // # Shadow stages
 //
 // A stage with Shadow set is a dark launch: through [Do] or [DoCompare], a
-// key assigned to the canary runs both functions at once and always gets
-// the baseline's result. The canary's errors, and its results that differ
-// from the baseline's (by DoCompare's equality function), count against it.
+// key assigned to the canary gets the baseline's result at once, and the
+// canary runs detached on a goroutine of its own, with the caller's values
+// but not its cancellation, bounded by Plan.ShadowTimeout and
+// Plan.ShadowConcurrency, a panic recovered. The canary's errors, time-outs
+// and results that differ from the baseline's (by DoCompare's equality
+// function) count against it.
 //
 // # Persistence
 //
@@ -180,7 +256,7 @@
 //
 // # Concurrency
 //
-// A [Rollout] is safe for concurrent use. Variant and Observe touch only
-// atomics; the other methods take one mutex, which is never held while
-// OnEvent or Validate runs.
+// A [Rollout] is safe for concurrent use. Variant, Observe and ObserveKey
+// touch only atomics; the other methods take one mutex, which is never held
+// while OnEvent, Validate or Plan.Evidence runs.
 package rollout

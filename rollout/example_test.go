@@ -2,10 +2,12 @@ package rollout_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"time"
 
 	"github.com/ringfence/ringfence/rollout"
@@ -54,12 +56,13 @@ func Example_rollBack() {
 	r, _ := rollout.New(rollout.Plan{Name: "cache-v2"})
 	r.Start(context.Background())
 	for i := range 200_000 {
-		v := r.Variant(fmt.Sprintf("host-%d", i))
+		host := fmt.Sprintf("host-%d", i)
+		v := r.Variant(host)
 		var err error
 		if (v == rollout.Baseline && i%100 == 0) || (v == rollout.Canary && i%20 == 0) {
 			err = errors.New("timeout")
 		}
-		r.Observe(v, err, time.Millisecond)
+		r.ObserveKey(host, v, err, time.Millisecond)
 	}
 	v, _ := r.Evaluate()
 	st := r.Status()
@@ -71,6 +74,89 @@ func Example_rollBack() {
 	// rolled-back error-rate
 	// baseline 1.0% of 199791, canary 5.3% of 209
 	// canary keys now: false
+}
+
+// Callers that dispatch themselves assign with Variant and report each
+// call with ObserveKey, under the same key, so that the judge counts a
+// host's calls together and notices hosts that stop reporting. Here every
+// host that gets the canary crashes before its first report.
+func ExampleRollout_ObserveKey() {
+	r, _ := rollout.New(rollout.Plan{Name: "agent-v7", Stages: []rollout.Stage{{Percent: 5}, {Percent: 100}}})
+	r.Start(context.Background())
+	for i := range 2000 {
+		host := fmt.Sprintf("host-%d", i)
+		v := r.Variant(host)
+		if v == rollout.Canary {
+			continue // crashed on loading the update: never reports
+		}
+		r.ObserveKey(host, v, nil, 3*time.Millisecond)
+	}
+	v, _ := r.Evaluate()
+	fmt.Println(r.Status().State, v.Rule)
+	fmt.Printf("%d of the canary's %.0f hosts silent, %d of the baseline's followed hosts\n",
+		v.SilentKeys, v.Canary.Assigned, v.SilentBaselineKeys)
+	// Output:
+	// rolled-back silence
+	// 82 of the canary's 83 hosts silent, 0 of the baseline's followed hosts
+}
+
+// CheckTraffic says whether a plan can gather its samples at the traffic
+// it will see, and which first ring can.
+func ExampleCheckTraffic() {
+	rep, _ := rollout.CheckTraffic(rollout.Plan{}, rollout.Traffic{CallsPerSecond: 20})
+	fmt.Printf("default plan at 20 calls/s: viable %v, needs %.0f calls/s\n", rep.Viable, rep.NeededCallsPerSecond)
+	first := rep.Stages[0]
+	fmt.Printf("first ring %v%%: %.3f canary calls/s, %v to gather, deadline %v\n",
+		first.Percent, first.CanaryCallsPerSecond, first.Gather.Round(time.Minute), first.Deadline)
+	fmt.Printf("smallest viable first ring: %v%%\n", rep.FirstViablePercent)
+	_, err := rollout.New(rollout.Plan{Traffic: rollout.Traffic{CallsPerSecond: 20}})
+	fmt.Println(errors.Is(err, rollout.ErrPlan))
+	// Output:
+	// default plan at 20 calls/s: viable false, needs 69 calls/s
+	// first ring 0.1%: 0.020 canary calls/s, 6h57m0s to gather, deadline 2h0m0s
+	// smallest viable first ring: 0.3473%
+	// true
+}
+
+// Evidence from several processes adds up to the fleet's: each process
+// publishes its Rollout.Evidence, and one evaluator merges them and judges
+// the sum through Plan.Evidence.
+func ExampleEvidence_Merge() {
+	plan := rollout.Plan{Name: "sdk-v4", Stages: []rollout.Stage{{Percent: 50, MinSamples: 100}, {Percent: 100}},
+		Judge: rollout.Judge{LatencyThreshold: time.Second}}
+	var published []rollout.Evidence // in production: a shared store
+	for p := range 3 {
+		r, _ := rollout.New(plan)
+		r.Start(context.Background())
+		for i := range 60 {
+			host := fmt.Sprintf("p%d-host-%d", p, i)
+			r.ObserveKey(host, r.Variant(host), nil, time.Millisecond)
+		}
+		doc, _ := json.Marshal(r.Evidence())
+		var e rollout.Evidence
+		if err := json.Unmarshal(doc, &e); err != nil {
+			fmt.Println(err)
+			return
+		}
+		published = append(published, e)
+	}
+
+	evaluator, _ := rollout.New(rollout.Plan{
+		Name: plan.Name, Stages: plan.Stages, Judge: plan.Judge,
+		Evidence: func(_ context.Context, local rollout.Evidence) (rollout.Evidence, error) {
+			var fleet rollout.Evidence
+			for _, e := range published {
+				if err := fleet.Merge(e); err != nil {
+					return rollout.Evidence{}, err
+				}
+			}
+			return fleet, nil
+		},
+	})
+	evaluator.Start(context.Background())
+	v, _ := evaluator.Evaluate()
+	fmt.Println(v.Baseline.Samples+v.Canary.Samples, "calls judged:", evaluator.Status().Percent, "percent now")
+	// Output: 180 calls judged: 100 percent now
 }
 
 // A change that fails its pre-flight check is rolled back before any key
@@ -148,7 +234,8 @@ func ExampleNewFileStore() {
 }
 
 // A shadow stage runs the canary next to the baseline and serves only the
-// baseline's answer; a canary that answers differently counts as failing.
+// baseline's answer, without waiting for the canary; a canary that answers
+// differently counts as failing.
 func ExampleDoCompare() {
 	r, _ := rollout.New(rollout.Plan{Stages: []rollout.Stage{{Percent: 100, Shadow: true}}})
 	r.Start(context.Background())
@@ -156,8 +243,14 @@ func ExampleDoCompare() {
 	newPrice := func(context.Context) (int, error) { return 99, nil }
 	price, err := rollout.DoCompare(context.Background(), r, "cart-7", oldPrice, newPrice,
 		func(a, b int) bool { return a == b })
-	fmt.Println(price, err, r.Status().Verdict.Canary.Errors)
-	// Output: 100 <nil> 1
+	fmt.Println(price, err)
+	for r.Status().Verdict.Canary.Samples == 0 {
+		runtime.Gosched() // the shadow runs detached; wait for it to report
+	}
+	fmt.Println("canary mismatches:", r.Status().Verdict.Canary.Errors)
+	// Output:
+	// 100 <nil>
+	// canary mismatches: 1
 }
 
 // Operators can stop a rollout at any time.

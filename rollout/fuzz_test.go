@@ -1,6 +1,7 @@
 package rollout_test
 
 import (
+	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
@@ -115,4 +116,41 @@ func TestErrorsAreDistinct(t *testing.T) {
 			}
 		}
 	}
+}
+
+// FuzzEvidenceJSON checks that no document makes Unmarshal panic, that
+// every refusal wraps ErrEvidence, and that accepted evidence validates,
+// merges with itself and survives a round trip.
+func FuzzEvidenceJSON(f *testing.F) {
+	r, err := rollout.New(rollout.Plan{Name: "fz", Stages: []rollout.Stage{{Percent: 10}, {Percent: 100}}})
+	require.NoError(f, err)
+	require.NoError(f, r.Start(f.Context()))
+	for i := range 100 {
+		r.ObserveKey(string(rune('a'+i%26))+"-host", r.Variant("k"), nil, time.Millisecond)
+	}
+	doc, err := json.Marshal(r.Evidence())
+	require.NoError(f, err)
+	f.Add(doc)
+	f.Add([]byte(`{"v":1}`))
+	f.Add([]byte(`{"v":1,"stages":2,"ppm":5,"baseline":{"n":[1]}}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		var e rollout.Evidence
+		if err := json.Unmarshal(data, &e); err != nil {
+			var syntax *json.SyntaxError
+			if !errors.As(err, &syntax) {
+				require.ErrorIs(t, err, rollout.ErrEvidence)
+			}
+			return
+		}
+		require.NoError(t, e.Validate(), "Validate of accepted evidence")
+		back, err := json.Marshal(e)
+		require.NoError(t, err)
+		var again rollout.Evidence
+		require.NoError(t, json.Unmarshal(back, &again))
+		assert.Equal(t, e, again, "evidence after a round trip")
+		m := e
+		if err := m.Merge(e); err != nil {
+			require.ErrorIs(t, err, rollout.ErrEvidence)
+		}
+	})
 }

@@ -107,6 +107,7 @@ func rolloutAt(t testing.TB, p Plan, ppm uint32) *Rollout {
 	r, err := New(p)
 	require.NoError(t, err)
 	r.route.Store(uint64(ppm))
+	r.stats.Store(r.newStats(ppm, nil))
 	return r
 }
 

@@ -18,16 +18,25 @@ const (
 	DefaultAlpha               = 0.05             // Judge.Alpha
 	DefaultMinRegression       = 0.5              // Judge.MinRegression
 	DefaultMaxErrorRate        = 0.5              // Judge.MaxErrorRate
-	DefaultP99Factor           = 3.0              // Judge.P99Factor
+	DefaultLatencyQuantile     = 0.99             // Judge.LatencyQuantile
+	DefaultLatencyMinBaseline  = 1000             // Judge.LatencyMinBaseline
 	DefaultGuardrailMinSamples = 100              // Judge.GuardrailMinSamples
 	DefaultSilenceRatio        = 0.8              // Judge.SilenceRatio
-	DefaultSilenceZ            = 5.0              // Judge.SilenceZ
-	DefaultSilenceMinExpected  = 50               // Judge.SilenceMinExpected
+	DefaultShadowTimeout       = 10 * time.Second // Plan.ShadowTimeout
+	DefaultShadowConcurrency   = 64               // Plan.ShadowConcurrency
 )
 
 // DefaultStages returns the ring list used when Plan.Stages is empty:
 // 0.1%, 1%, 10%, 50% and 100% of keys, baking 30 minutes at each of the
 // first two rings, an hour at 10% and 50%, and none at 100%.
+//
+// These rings need traffic: the first holds one key in a thousand and must
+// gather DefaultMinSamples (500) canary calls within its two-hour default
+// deadline, so the plan needs about 70 calls per second over all keys
+// (500 / (0.001 × 7,200 s)); with keys as hosts it also needs a few
+// thousand of them for the first ring to hold any. Below that, use
+// [CheckTraffic] to find a first ring that can gather its samples, or set
+// Plan.Traffic so that New refuses a plan that cannot.
 func DefaultStages() []Stage {
 	return []Stage{
 		{Percent: 0.1, Bake: 30 * time.Minute},
@@ -84,9 +93,13 @@ const (
 type Judge struct {
 	// Alpha bounds the probability, over the whole rollout and however
 	// often it is evaluated, that a canary no worse than the baseline is
-	// rolled back by the error-rate test: each stage below 100% gets an
-	// equal share of it. Zero means DefaultAlpha (0.05). It must be in
-	// (0, 0.5].
+	// rolled back by the sequential tests (error rate, latency, silence),
+	// under the assumptions stated in the package documentation (section
+	// "What the bound promises"): each stage below 100% gets an equal share
+	// of it, split half to the error-rate test, a quarter to the latency
+	// test and an eighth to each silence test. The guardrails
+	// (MaxErrorRate, MaxP99) are outside it. Zero means DefaultAlpha
+	// (0.05). It must be in (0, 0.5].
 	Alpha float64
 
 	// MinRegression is the smallest relative increase of the canary's
@@ -102,41 +115,43 @@ type Judge struct {
 	MaxErrorRate float64
 
 	// MaxP99 is a ceiling on the canary's 99th-percentile latency that
-	// rolls back at once. Zero means no ceiling.
+	// rolls back at once, once the canary has GuardrailMinSamples
+	// observations. Zero means no ceiling. It compares a point estimate
+	// with a fixed bound: it is a guardrail, outside the Alpha bound.
 	MaxP99 time.Duration
 
-	// P99Factor rolls back at once when the canary's 99th-percentile
-	// latency exceeds the baseline's by this factor. Zero means
-	// DefaultP99Factor (3); it must be above 1; math.Inf(1) disables it.
-	P99Factor float64
+	// LatencyQuantile is the quantile of the baseline's latency above
+	// which a call counts as slow for the latency test, in (0, 1). The
+	// latency test rolls back a canary whose share of slow calls exceeds
+	// the baseline's by at least MinRegression, with the sequential
+	// guarantee of the error-rate test. Zero means DefaultLatencyQuantile
+	// (0.99).
+	LatencyQuantile float64
 
-	// GuardrailMinSamples is the number of observations a variant needs
-	// before the ceilings above judge it. Zero means
-	// DefaultGuardrailMinSamples (100).
+	// LatencyThreshold, if set, is the latency above which a call is
+	// slow, in place of the baseline's LatencyQuantile. Set it when several
+	// processes' Evidence is merged: evidence merges only between equal
+	// thresholds, and a threshold each process learns from its own
+	// baseline may differ. Zero means learnt from the baseline.
+	LatencyThreshold time.Duration
+
+	// LatencyMinBaseline is the number of baseline observations, from the
+	// current and earlier stages, needed before the threshold is learnt.
+	// Zero means DefaultLatencyMinBaseline (1,000).
+	LatencyMinBaseline int
+
+	// GuardrailMinSamples is the number of canary observations needed
+	// before the ceilings above judge it, and before the latency test
+	// may roll back. Zero means DefaultGuardrailMinSamples (100).
 	GuardrailMinSamples int
 
-	// SilenceRatio and SilenceZ define "markedly fewer" canary observations
-	// than the canary's share of keys predicts: the canary is judged
-	// silent when it reports less than SilenceRatio of its expected count
-	// and that count is more than SilenceZ standard deviations below
-	// expectation. Zeros mean DefaultSilenceRatio (0.8) and
-	// DefaultSilenceZ (5). SilenceRatio must be in (0, 1); SilenceZ must
-	// be positive.
-	//
-	// The default ratio catches a change that silences a fifth or more of
-	// the canary's units (an update that crashes 30% of the hosts that
-	// load it leaves the ring reporting about 70%). When the keys are few
-	// (hosts rather than requests), the number of keys that really land in
-	// a ring varies around its percent by about 1/sqrt(keys in the ring):
-	// a first ring of 100 hosts holds 80 to 120 of them, so with rings
-	// that small, lower SilenceRatio or start with a larger ring.
+	// SilenceRatio defines a silent canary: with keys, one whose share of
+	// assigned keys that never report is at least 1-SilenceRatio (a fifth
+	// by default) and significantly above the baseline's; without keys,
+	// one that reports less than SilenceRatio of the calls its share of
+	// keys predicts. Zero means DefaultSilenceRatio (0.8); it must be in
+	// (0, 1).
 	SilenceRatio float64
-	SilenceZ     float64
-
-	// SilenceMinExpected is the smallest expected number of canary
-	// observations at which silence is judged. Zero means
-	// DefaultSilenceMinExpected (50).
-	SilenceMinExpected int
 }
 
 // Plan describes a staged rollout. It is passed by value to [New]; every
@@ -199,6 +214,31 @@ type Plan struct {
 	// bake time (the stage then bakes longer, never shorter). Transitions
 	// are saved at once. Zero means DefaultCheckpoint (10s).
 	Checkpoint time.Duration
+
+	// Evidence, if set, is called by Evaluate, with no lock held, with
+	// this process's evidence of the current stage, and returns the
+	// evidence to judge instead: typically the sum, by Evidence.Merge, of
+	// every process's latest evidence from a shared store. The result
+	// must be evidence of the same rollout and stage. When it fails, or
+	// returns evidence that is unusable, Evaluate judges the local
+	// evidence alone, acts only on a regression (never advances), and
+	// reports the error, wrapping ErrEvidence, with the time since when it
+	// has failed, in Status and Err.
+	Evidence func(ctx context.Context, local Evidence) (Evidence, error)
+
+	// Traffic, if set, is the traffic the rollout expects; New then
+	// refuses a plan whose stages cannot gather their MinSamples canary
+	// calls before their deadlines at that traffic (see CheckTraffic).
+	Traffic Traffic
+
+	// ShadowTimeout bounds each shadow call of the canary (see Do). Zero
+	// means DefaultShadowTimeout (10s).
+	ShadowTimeout time.Duration
+
+	// ShadowConcurrency bounds the shadow calls of the canary in flight
+	// at once; a shadow call that would exceed it is skipped and not
+	// counted. Zero means DefaultShadowConcurrency (64).
+	ShadowConcurrency int
 }
 
 // ErrPlan is wrapped by every error New returns for an invalid Plan.
@@ -215,6 +255,10 @@ type plan struct {
 	Plan
 	stages []stage
 	hash   hasher
+	// worseGrid and fewerGrid are the relative risks the mixtures of the
+	// "canary worse" and "canary reports fewer calls" tests average over.
+	worseGrid, fewerGrid [gridPoints]float64
+	shadowSlots          chan struct{} // one token per shadow call in flight
 }
 
 func planError(format string, args ...any) error {
@@ -272,7 +316,21 @@ func compile(p Plan) (*plan, error) {
 		return nil, err
 	}
 	p.Judge = j
-	out := &plan{Plan: p, hash: newHasher(p.Salt)}
+	if p.ShadowTimeout < 0 {
+		return nil, planError("Plan.ShadowTimeout must not be negative, got %v", p.ShadowTimeout)
+	}
+	if p.ShadowTimeout == 0 {
+		p.ShadowTimeout = DefaultShadowTimeout
+	}
+	if p.ShadowConcurrency < 0 {
+		return nil, planError("Plan.ShadowConcurrency must not be negative, got %d", p.ShadowConcurrency)
+	}
+	if p.ShadowConcurrency == 0 {
+		p.ShadowConcurrency = DefaultShadowConcurrency
+	}
+	out := &plan{Plan: p, hash: newHasher(p.Salt), shadowSlots: make(chan struct{}, p.ShadowConcurrency)}
+	out.worseGrid = riskGrid(1+j.MinRegression, max(maxRelativeRisk, 2*(1+j.MinRegression)))
+	out.fewerGrid = riskGrid(1/maxRelativeRisk, j.SilenceRatio)
 	var prev uint32
 	for i, s := range p.Stages {
 		ppm, ok := percentPPM(s.Percent)
@@ -299,6 +357,9 @@ func compile(p Plan) (*plan, error) {
 			return nil, planError("Plan.Stages[%d].Deadline must not be negative, got %v", i, s.Deadline)
 		}
 		if s.Deadline == 0 {
+			if s.Bake > maxDefaultDeadlineBake {
+				return nil, planError("Plan.Stages[%d].Bake %v is too long for the default Deadline of four times Bake; at most %v, or set Deadline", i, s.Bake, maxDefaultDeadlineBake)
+			}
 			s.Deadline = max(4*s.Bake, DefaultMinDeadline)
 		}
 		if s.Deadline < s.Bake {
@@ -310,6 +371,11 @@ func compile(p Plan) (*plan, error) {
 		return nil, planError("Plan.Stages[%d].Percent must be 100 for the last stage, got %v", len(p.Stages)-1, float64(prev)/10_000)
 	}
 	out.Stages = nil // the compiled stages are the truth
+	if p.Traffic != (Traffic{}) {
+		if err := out.checkTraffic(p.Traffic); err != nil {
+			return nil, err
+		}
+	}
 	return out, nil
 }
 
@@ -335,11 +401,20 @@ func (j Judge) withDefaults() (Judge, error) {
 	if j.MaxP99 < 0 {
 		return j, planError("Plan.Judge.MaxP99 must not be negative, got %v", j.MaxP99)
 	}
-	if j.P99Factor == 0 {
-		j.P99Factor = DefaultP99Factor
+	if j.LatencyQuantile == 0 {
+		j.LatencyQuantile = DefaultLatencyQuantile
 	}
-	if !(j.P99Factor > 1) {
-		return j, planError("Plan.Judge.P99Factor must be above 1, got %v", j.P99Factor)
+	if !(j.LatencyQuantile > 0 && j.LatencyQuantile < 1) {
+		return j, planError("Plan.Judge.LatencyQuantile must be in (0, 1), got %v", j.LatencyQuantile)
+	}
+	if j.LatencyThreshold < 0 {
+		return j, planError("Plan.Judge.LatencyThreshold must not be negative, got %v", j.LatencyThreshold)
+	}
+	if j.LatencyMinBaseline < 0 {
+		return j, planError("Plan.Judge.LatencyMinBaseline must not be negative, got %d", j.LatencyMinBaseline)
+	}
+	if j.LatencyMinBaseline == 0 {
+		j.LatencyMinBaseline = DefaultLatencyMinBaseline
 	}
 	if j.GuardrailMinSamples < 0 {
 		return j, planError("Plan.Judge.GuardrailMinSamples must not be negative, got %d", j.GuardrailMinSamples)
@@ -353,20 +428,12 @@ func (j Judge) withDefaults() (Judge, error) {
 	if !(j.SilenceRatio > 0 && j.SilenceRatio < 1) {
 		return j, planError("Plan.Judge.SilenceRatio must be in (0, 1), got %v", j.SilenceRatio)
 	}
-	if j.SilenceZ == 0 {
-		j.SilenceZ = DefaultSilenceZ
-	}
-	if !(j.SilenceZ > 0) || math.IsInf(j.SilenceZ, 0) {
-		return j, planError("Plan.Judge.SilenceZ must be positive, got %v", j.SilenceZ)
-	}
-	if j.SilenceMinExpected < 0 {
-		return j, planError("Plan.Judge.SilenceMinExpected must not be negative, got %d", j.SilenceMinExpected)
-	}
-	if j.SilenceMinExpected == 0 {
-		j.SilenceMinExpected = DefaultSilenceMinExpected
-	}
 	return j, nil
 }
+
+// maxDefaultDeadlineBake is the longest Bake whose default Deadline, four
+// times Bake, fits in a time.Duration.
+const maxDefaultDeadlineBake = time.Duration(math.MaxInt64 / 4)
 
 // maxGeometricRings bounds the schedules Geometric makes.
 const maxGeometricRings = 64
@@ -379,7 +446,9 @@ const maxGeometricRings = 64
 //
 // It returns an error wrapping ErrPlan when start is not in (0, 100],
 // factor is not above 1, or bake is negative, and when the schedule would
-// need more than 64 rings to reach 100% (a factor too close to 1).
+// need more than 64 rings to reach 100% (a factor too close to 1). It also
+// refuses a bake above about 64 years, whose default Stage.Deadline (four
+// times Bake) would not fit in a time.Duration.
 func Geometric(start, factor float64, bake time.Duration) ([]Stage, error) {
 	ppm, ok := percentPPM(start)
 	if !ok {
@@ -390,6 +459,9 @@ func Geometric(start, factor float64, bake time.Duration) ([]Stage, error) {
 	}
 	if bake < 0 {
 		return nil, planError("Geometric bake must not be negative, got %v", bake)
+	}
+	if bake > maxDefaultDeadlineBake {
+		return nil, planError("Geometric bake %v is too long: the stages' default Deadline, four times the bake, would overflow; at most %v", bake, maxDefaultDeadlineBake)
 	}
 	// A factor barely above 1 would take billions of steps to reach 100%;
 	// refuse schedules longer than any rollout needs.

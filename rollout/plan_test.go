@@ -29,6 +29,7 @@ func TestNewRejectsInvalidPlans(t *testing.T) {
 		{"a last stage below 100", rollout.Plan{Stages: []rollout.Stage{{Percent: 1}, {Percent: 50}}}, "Plan.Stages[1].Percent"},
 		{"a negative bake", rollout.Plan{Stages: []rollout.Stage{{Percent: 1, Bake: -time.Second}, last}}, "Plan.Stages[0].Bake"},
 		{"negative minimum samples", rollout.Plan{Stages: []rollout.Stage{{Percent: 1, MinSamples: -1}, last}}, "Plan.Stages[0].MinSamples"},
+		{"a bake too long for its default deadline", rollout.Plan{Stages: []rollout.Stage{{Percent: 1, Bake: 1 << 62}, last}}, "Plan.Stages[0].Bake"},
 		{"a deadline shorter than the bake", rollout.Plan{Stages: []rollout.Stage{{Percent: 1, Bake: time.Hour, Deadline: time.Minute}, last}}, "Plan.Stages[0].Deadline"},
 		{"a fractional percent with Unleash bucketing", rollout.Plan{Bucketing: rollout.BucketingUnleash, Stages: []rollout.Stage{{Percent: 0.5}, last}}, "Plan.Stages[0].Percent"},
 		{"an unknown bucketing", rollout.Plan{Bucketing: 7}, "Plan.Bucketing"},
@@ -37,11 +38,16 @@ func TestNewRejectsInvalidPlans(t *testing.T) {
 		{"a negative minimum regression", rollout.Plan{Judge: rollout.Judge{MinRegression: -1}}, "Plan.Judge.MinRegression"},
 		{"an error ceiling above 1", rollout.Plan{Judge: rollout.Judge{MaxErrorRate: 1.5}}, "Plan.Judge.MaxErrorRate"},
 		{"a negative p99 ceiling", rollout.Plan{Judge: rollout.Judge{MaxP99: -time.Second}}, "Plan.Judge.MaxP99"},
-		{"a p99 factor of one", rollout.Plan{Judge: rollout.Judge{P99Factor: 1}}, "Plan.Judge.P99Factor"},
+		{"a latency quantile of one", rollout.Plan{Judge: rollout.Judge{LatencyQuantile: 1}}, "Plan.Judge.LatencyQuantile"},
+		{"a negative latency threshold", rollout.Plan{Judge: rollout.Judge{LatencyThreshold: -time.Second}}, "Plan.Judge.LatencyThreshold"},
+		{"a negative latency baseline minimum", rollout.Plan{Judge: rollout.Judge{LatencyMinBaseline: -1}}, "Plan.Judge.LatencyMinBaseline"},
+		{"a negative shadow timeout", rollout.Plan{ShadowTimeout: -time.Second}, "Plan.ShadowTimeout"},
+		{"a negative shadow concurrency", rollout.Plan{ShadowConcurrency: -1}, "Plan.ShadowConcurrency"},
+		{"a default plan at 1 call per second", rollout.Plan{Traffic: rollout.Traffic{CallsPerSecond: 1}}, "Plan.Stages[0]"},
+		{"a first ring holding no host", rollout.Plan{Traffic: rollout.Traffic{CallsPerSecond: 1000, Keys: 500}}, "Plan.Stages[0].Percent"},
+		{"a negative traffic", rollout.Plan{Traffic: rollout.Traffic{CallsPerSecond: -1}}, "Plan.Traffic.CallsPerSecond"},
 		{"negative guardrail samples", rollout.Plan{Judge: rollout.Judge{GuardrailMinSamples: -5}}, "Plan.Judge.GuardrailMinSamples"},
 		{"a silence ratio of one", rollout.Plan{Judge: rollout.Judge{SilenceRatio: 1}}, "Plan.Judge.SilenceRatio"},
-		{"a negative silence z", rollout.Plan{Judge: rollout.Judge{SilenceZ: -1}}, "Plan.Judge.SilenceZ"},
-		{"a negative silence minimum", rollout.Plan{Judge: rollout.Judge{SilenceMinExpected: -1}}, "Plan.Judge.SilenceMinExpected"},
 		{"a negative interval", rollout.Plan{Interval: -time.Second}, "Plan.Interval"},
 		{"a negative checkpoint", rollout.Plan{Checkpoint: -time.Second}, "Plan.Checkpoint"},
 	}
@@ -118,4 +124,10 @@ func TestGeometric(t *testing.T) {
 		_, err := rollout.Geometric(bad.start, bad.factor, bad.bake)
 		require.ErrorIs(t, err, rollout.ErrPlan, "Geometric(%v, %v, %v)", bad.start, bad.factor, bad.bake)
 	}
+	t.Run("a bake whose default deadline overflows is refused by Geometric, naming the bake", func(t *testing.T) {
+		_, err := rollout.Geometric(3, 1e300, 1<<62)
+		require.ErrorIs(t, err, rollout.ErrPlan, "Geometric(3, 1e300, 1<<62)")
+		assert.Contains(t, err.Error(), "bake", "Geometric error must name the bake")
+		assert.NotContains(t, err.Error(), "Deadline must not be below", "Geometric error must not blame a field the caller never set")
+	})
 }

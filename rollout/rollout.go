@@ -100,10 +100,12 @@ type Status struct {
 	// Reason is the reason of the last transition.
 	Reason string
 	// Verdict is the judge's current finding over the stage's
-	// observations.
+	// observations: the local ones, or, with Plan.Evidence, those of the
+	// last Evaluate that had the fleet's evidence of this stage.
 	Verdict Verdict
 	// Err is the error that made the rollout fail safe, or the last error
-	// saving its state, or nil.
+	// saving its state, or the error of Plan.Evidence that keeps it on
+	// local evidence (with the time since when), or nil; see Rollout.Err.
 	Err error
 }
 
@@ -141,9 +143,20 @@ type Rollout struct {
 	lastSave     time.Time
 	failErr      error // non-nil: fail safe, every key gets Baseline
 	saveErr      error // last failed save, cleared by a successful one
-	history      []Event
-	pending      []Event // events awaiting delivery to OnEvent
-	delivering   bool
+	// evidenceErr is the last failure of Plan.Evidence, cleared by a
+	// success; evidenceSince is when the failures began.
+	evidenceErr   error
+	evidenceSince time.Time
+	// epoch counts transitions, so that Evaluate can tell that the stage
+	// moved while Plan.Evidence ran; fleet holds the verdict on the last
+	// fleet evidence, valid while fleetEpoch is epoch.
+	epoch      uint64
+	fleet      Verdict
+	fleetEpoch uint64
+	hasFleet   bool
+	history    []Event
+	pending    []Event // events awaiting delivery to OnEvent
+	delivering bool
 }
 
 // New returns a Pending rollout of p; no key gets the canary before
@@ -155,7 +168,7 @@ func New(p Plan) (*Rollout, error) {
 		return nil, err
 	}
 	r := &Rollout{p: cp}
-	r.stats.Store(newStats())
+	r.stats.Store(r.newStats(0, nil))
 	return r, nil
 }
 
@@ -175,7 +188,11 @@ func (r *Rollout) Stages() []Stage {
 // (see the package documentation, section "Assignment"), so the same key
 // gets the same variant in every process. In a shadow stage Variant still
 // reports Canary for the keys assigned to it; see [Rollout.Shadow].
-// Variant is lock-free and allocates nothing.
+//
+// Variant also notes, in a bounded sketch, which keys it assigned, so that
+// the judge can tell a canary key that never reports (see the package
+// documentation, section "Silence"). It is lock-free and allocates
+// nothing.
 func (r *Rollout) Variant(key string) Variant {
 	ppm := uint32(r.route.Load())
 	switch {
@@ -184,35 +201,161 @@ func (r *Rollout) Variant(key string) Variant {
 	case ppm >= Buckets:
 		return Canary
 	}
+	// assign, written out: Variant is the hottest path.
+	h := r.p.hash.sum(key)
+	var pos uint32
 	if r.p.Bucketing == BucketingUnleash {
-		if unleashBucket(r.p.Salt, key) <= ppm/10_000 {
-			return Canary
-		}
-		return Baseline
+		pos = unleashPosition(r.p.Salt, key)
+	} else {
+		pos = bucket(h)
 	}
-	if bucket(r.p.hash.sum(key)) < ppm {
+	if s := r.stats.Load(); s.ppm == ppm {
+		if v, ok := s.tracked(pos); ok {
+			setBit(&s.keys[v].assigned, h)
+		}
+	}
+	if pos < ppm {
 		return Canary
 	}
 	return Baseline
+}
+
+// unleashPosition is the assignment position of key under
+// BucketingUnleash.
+func unleashPosition(salt, key string) uint32 { return (unleashBucket(salt, key) - 1) * 10_000 }
+
+// assign returns the variant of key at ppm, with hash h, and its
+// assignment position, and notes the key in the stage's sketch.
+func (r *Rollout) assign(ppm uint32, key string, h uint64) (Variant, uint32, *stats) {
+	pos := r.position(key, h)
+	s := r.stats.Load()
+	if s.ppm == ppm {
+		s.assigned(pos, h)
+	}
+	if pos < ppm {
+		return Canary, pos, s
+	}
+	return Baseline, pos, s
+}
+
+// position returns the key's assignment position in [0, Buckets): the key
+// is in the canary when it is below the stage's ppm.
+func (r *Rollout) position(key string, h uint64) uint32 {
+	if r.p.Bucketing == BucketingUnleash {
+		return unleashPosition(r.p.Salt, key)
+	}
+	return bucket(h)
 }
 
 // Shadow reports whether the current stage is a dark launch, in which the
 // canary's results must be compared and discarded, never served.
 func (r *Rollout) Shadow() bool { return r.route.Load()&shadowBit != 0 }
 
-// Observe records one outcome of variant for the current stage: err is
-// nil on success, latency is how long the call took. It is lock-free and
-// allocates nothing. Callers that assign keys themselves must observe every
-// call of both variants (or the same sample of each): the judge compares
-// the canary's share of observations with its share of keys, and a canary
-// that reports too little is judged silent (see the package
-// documentation). Observations of values other than Baseline and Canary
+// ObserveKey records one outcome of variant v for key in the current
+// stage: err is nil on success, latency is how long the call took. [Do]
+// calls it; callers that dispatch themselves, with Variant, call it after
+// each call. The judge counts a key's calls together, so that its tests
+// stay valid when calls of one key resemble each other more than calls of
+// different keys (see the package documentation, section "The judge"),
+// and compares the keys that report with the keys Variant assigned.
+// Observe every call of both variants, or the same sample of each.
+// Observations of values other than Baseline and Canary are ignored.
+// ObserveKey is lock-free and allocates nothing.
+func (r *Rollout) ObserveKey(key string, v Variant, err error, latency time.Duration) {
+	if v > Canary {
+		return
+	}
+	h := r.p.hash.sum(key)
+	r.stats.Load().observeKey(v, r.position(key, h), h, err != nil, latency)
+}
+
+// Observe records one outcome of variant v for the current stage without
+// its key: err is nil on success, latency is how long the call took. It is
+// lock-free and allocates nothing.
+//
+// An unkeyed observation is request-level: the judge treats it as
+// independent of every other, which holds only when each call is assigned
+// on its own (the key is the request). When keys are hosts, tenants or
+// users, prefer [Rollout.ObserveKey]; calls of one host share its error
+// rate, and a judge that does not know it rolls back healthy canaries far
+// more often than Judge.Alpha. Without keys, silence is judged by the
+// canary's share of calls, which needs every call of both variants
+// observed alike. Observations of values other than Baseline and Canary
 // are ignored.
 func (r *Rollout) Observe(v Variant, err error, latency time.Duration) {
 	if v > Canary {
 		return
 	}
-	r.stats.Load().observe(v, err != nil, latency)
+	r.stats.Load().observe(v, KeyBuckets, err != nil, latency)
+}
+
+// Evidence returns a snapshot of this process's counts of the current
+// stage, to be merged with other processes' (see [Evidence] and
+// Plan.Evidence). It is not an atomic snapshot of concurrent
+// observations, but its counts always add up (see Evidence.Validate).
+func (r *Rollout) Evidence() Evidence {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.localEvidence(r.stats.Load())
+}
+
+// localEvidence reads s as the evidence of the current stage. r.mu must
+// be held.
+func (r *Rollout) localEvidence(s *stats) Evidence {
+	e := Evidence{Version: EvidenceVersion, Rollout: r.p.Name, Salt: r.p.Salt, Stages: len(r.p.stages),
+		Stage: r.stage, PPM: r.p.stages[r.stage].ppm, LatencyBucket: int(s.lat.Load())}
+	s.read(Baseline, &e.Baseline)
+	s.read(Canary, &e.Canary)
+	return e
+}
+
+// newStats returns the counters of a stage at ppm, carrying the baseline
+// latencies of prev (the counters of the stage before, if any) and setting
+// the latency threshold when it is known.
+func (r *Rollout) newStats(ppm uint32, prev *stats) *stats {
+	s := newStats(ppm)
+	if prev != nil {
+		s.carried = prev.carried
+		var a ArmEvidence
+		prev.read(Baseline, &a)
+		for i, n := range a.Latency {
+			s.carried[i] += n
+		}
+	}
+	r.learnLatency(s)
+	return s
+}
+
+// learnLatency sets s's latency threshold once it is known: from
+// Judge.LatencyThreshold, or from the baseline's LatencyQuantile once the
+// baseline has LatencyMinBaseline observations over this and earlier
+// stages. s must not be shared yet, or r.mu must be held.
+func (r *Rollout) learnLatency(s *stats) {
+	if s.lat.Load() != 0 || s.ppm == 0 || s.ppm >= Buckets {
+		return
+	}
+	j := r.p.Judge
+	if j.LatencyThreshold > 0 {
+		s.setLatency(histIndex(j.LatencyThreshold))
+		return
+	}
+	hist := s.carried
+	var total uint64
+	for i := range s.shards {
+		c := &s.shards[i].v[Baseline]
+		for k := range c.hist {
+			hist[k] += c.hist[k].Load()
+		}
+	}
+	for _, n := range hist {
+		total += n
+	}
+	if total < uint64(j.LatencyMinBaseline) {
+		return
+	}
+	if i, ok := quantileBucket(&hist, j.LatencyQuantile); ok {
+		s.setLatency(i)
+	}
 }
 
 // Start begins the rollout. When Plan.Store holds a record, Start resumes
@@ -315,13 +458,47 @@ func (r *Rollout) restore(rec Record, ver uint64) error {
 	if r.state == Running {
 		r.runningSince = now
 	}
-	s := newStats()
-	s.add(Baseline, rec.Baseline.Samples, rec.Baseline.Errors)
-	s.add(Canary, rec.Canary.Samples, rec.Canary.Errors)
+	s := newStats(r.p.stages[r.stage].ppm)
+	if err := r.restoreCounts(s, rec); err != nil {
+		return r.failSafe(err)
+	}
 	r.stats.Store(s)
 	r.setRoute()
 	r.record(Event{Time: now, Rollout: r.p.Name, From: rec.State, To: rec.State, Stage: r.stage,
 		Percent: r.percent(), Reason: "resumed from stored state", Verdict: r.verdictLocked()})
+	return nil
+}
+
+// restoreCounts loads a stored record's counts into s: its evidence, or,
+// for a record without one, its totals as calls observed without a key.
+func (r *Rollout) restoreCounts(s *stats, rec Record) error {
+	if rec.Evidence == nil {
+		for v, c := range [2]Counts{rec.Baseline, rec.Canary} {
+			if c.Errors > c.Samples {
+				return fmt.Errorf("stored %v counts have %d errors in %d samples", Variant(v), c.Errors, c.Samples)
+			}
+			var a ArmEvidence
+			a.Samples[KeyBuckets], a.Errors[KeyBuckets] = c.Samples, c.Errors
+			s.load(Variant(v), &a)
+		}
+		r.learnLatency(s)
+		return nil
+	}
+	e := rec.Evidence
+	if err := e.Validate(); err != nil {
+		return fmt.Errorf("stored evidence: %w", err)
+	}
+	want := Evidence{Rollout: r.p.Name, Salt: r.p.Salt, Stages: len(r.p.stages), Stage: r.stage, PPM: r.p.stages[r.stage].ppm}
+	if err := want.sameStage(e); err != nil {
+		return fmt.Errorf("stored evidence: %w", err)
+	}
+	s.load(Baseline, &e.Baseline)
+	s.load(Canary, &e.Canary)
+	if e.LatencyBucket > 0 {
+		s.lat.Store(int32(e.LatencyBucket))
+	} else {
+		r.learnLatency(s)
+	}
 	return nil
 }
 
@@ -334,14 +511,23 @@ func (r *Rollout) failSafe(cause error) error {
 }
 
 // Err returns the error that made the rollout fail safe, or else the last
-// error saving its state, or nil.
+// error saving its state, or else the error of Plan.Evidence that keeps
+// the rollout on its local evidence, or nil.
 func (r *Rollout) Err() error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.failErr != nil {
+	return r.errLocked()
+}
+
+// errLocked is Err. r.mu must be held.
+func (r *Rollout) errLocked() error {
+	switch {
+	case r.failErr != nil:
 		return r.failErr
+	case r.saveErr != nil:
+		return r.saveErr
 	}
-	return r.saveErr
+	return r.evidenceErr
 }
 
 // percent returns the canary percent of the current state. r.mu must be
@@ -406,8 +592,13 @@ func (r *Rollout) transition(now time.Time, to State, stage int, reason string, 
 		r.runningSince = now
 	}
 	if newStage {
-		r.stats.Store(newStats())
+		ppm := uint32(0)
+		if to == Running || to == Paused {
+			ppm = r.p.stages[stage].ppm
+		}
+		r.stats.Store(r.newStats(ppm, r.stats.Load()))
 	}
+	r.epoch++
 	r.record(Event{Time: now, Rollout: r.p.Name, From: from, To: to, Stage: stage,
 		Percent: r.percent(), Reason: reason, Verdict: v})
 }
@@ -458,15 +649,14 @@ func (r *Rollout) deliver() {
 
 // snapshotRecord returns the durable state at now. r.mu must be held.
 func (r *Rollout) snapshotRecord(now time.Time) Record {
-	s := r.stats.Load()
-	var base, canary Counts
-	base.Samples, base.Errors = s.counts(Baseline)
-	canary.Samples, canary.Errors = s.counts(Canary)
+	e := r.localEvidence(r.stats.Load())
+	base := Counts{Samples: sum(&e.Baseline.Samples), Errors: sum(&e.Baseline.Errors)}
+	canary := Counts{Samples: sum(&e.Canary.Samples), Errors: sum(&e.Canary.Errors)}
 	return Record{
 		Name: r.p.Name, Salt: r.p.Salt, Stages: len(r.p.stages), Stage: r.stage,
 		Percent: r.p.stages[r.stage].Percent, State: r.state, Reason: r.reason,
 		Elapsed: r.elapsedAt(now), DeadlineFrom: r.deadlineFrom,
-		Baseline: base, Canary: canary,
+		Baseline: base, Canary: canary, Evidence: &e,
 		Saved: now,
 	}
 }
@@ -497,13 +687,14 @@ func (r *Rollout) commit(ctx context.Context, now time.Time, to State, stage int
 	// Build the record of the state after the transition.
 	state, st, rs := r.state, r.stage, r.reason
 	el, since, dl := r.elapsed, r.runningSince, r.deadlineFrom
-	oldStats := r.stats.Load()
+	oldStats, epoch := r.stats.Load(), r.epoch
 	hist, pend := len(r.history), len(r.pending)
 	r.transition(now, to, stage, reason, v)
 	if err := r.save(ctx, now); err != nil {
 		r.state, r.stage, r.reason = state, st, rs
 		r.elapsed, r.runningSince, r.deadlineFrom = el, since, dl
 		r.stats.Store(oldStats)
+		r.epoch = epoch
 		r.history, r.pending = r.history[:hist], r.pending[:pend]
 		return err
 	}

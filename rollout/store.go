@@ -52,6 +52,11 @@ type Record struct {
 	Baseline Counts `json:"baseline"`
 	Canary   Counts `json:"canary"`
 
+	// Evidence is the stage's full evidence, from which a resumed stage
+	// restores its counts; a record without it (written before it existed)
+	// resumes with Baseline and Canary as calls observed without a key.
+	Evidence *Evidence `json:"evidence,omitempty"`
+
 	// Saved is when the record was saved.
 	Saved time.Time `json:"saved"`
 }

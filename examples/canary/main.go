@@ -115,10 +115,11 @@ func rings() []rollout.Stage {
 }
 
 // judge is how the canary is judged: the defaults. A crashed host sends
-// nothing, so the silence rule is what catches a crashing update: the
-// canary hosts report fewer health checks than their share of the fleet
-// predicts, and the default ratio (0.8) fires once a fifth or more of a
-// ring has gone silent.
+// nothing, so the silence rule is what catches a crashing update: hosts
+// are the rollout's keys (each health check is observed with its host's
+// name), and among the hosts Variant gave the update, far more never
+// report than among the hosts it did not; the default ratio (0.8) fires
+// once a fifth or more of a ring's hosts have gone silent.
 func judge() rollout.Judge {
 	return rollout.Judge{}
 }
@@ -197,8 +198,8 @@ func push(ctx context.Context, w io.Writer, u update) (Result, error) {
 		OnEvent: func(e rollout.Event) {
 			why := e.Reason
 			if e.Verdict.Outcome == rollout.Regressed && e.Verdict.Rule == rollout.RuleSilence {
-				why += fmt.Sprintf(": the ring sent %d health checks, its share of the fleet predicts %.0f",
-					e.Verdict.Canary.Samples, e.Verdict.ExpectedCanary)
+				why += fmt.Sprintf(": %d of the %.0f hosts given the update never reported",
+					e.Verdict.SilentKeys, e.Verdict.Canary.Assigned)
 			}
 			fmt.Fprintf(w, "  minute %-3d %s: %v -> %v at %v%% (%s)\n", minute, e.Rollout, e.From, e.To, e.Percent, why)
 		},
@@ -238,7 +239,7 @@ func push(ctx context.Context, w io.Writer, u update) (Result, error) {
 			if noise.Float64() < 0.005 {
 				err = errHealthCheck
 			}
-			r.Observe(v, err, time.Duration(2+noise.IntN(5))*time.Millisecond)
+			r.ObserveKey(names[h], v, err, time.Duration(2+noise.IntN(5))*time.Millisecond)
 		}
 		if loadedNow > 0 {
 			fmt.Fprintf(w, "  minute %-3d %d hosts load %s", minute, loadedNow, u.name)

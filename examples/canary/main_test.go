@@ -29,7 +29,7 @@ func TestFleetUpdates(t *testing.T) {
 		// Assignment, crashes and health checks are all deterministic.
 		assert.Equal(t, 110, sum.Bad.Exposed, "hosts exposed")
 		assert.Equal(t, 43, sum.Bad.Crashed, "hosts crashed")
-		assert.Equal(t, 3, sum.Bad.Minutes, "minutes to the roll back")
+		assert.Equal(t, 1, sum.Bad.Minutes, "minutes to the roll back")
 	})
 
 	t.Run("an all-at-once push would crash 30% of the fleet", func(t *testing.T) {
