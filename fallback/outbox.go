@@ -1,6 +1,7 @@
 package fallback
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"errors"
@@ -37,7 +38,7 @@ var (
 	ErrInvalidItem = errors.New("fallback: invalid outbox item")
 	// ErrInUse is returned by [OpenOutbox] when the directory is already
 	// open, in this process or another (on Unix systems, where it is
-	// enforced with an advisory lock on the file LOCK in the directory).
+	// enforced with an advisory lock on the directory itself).
 	ErrInUse = errors.New("fallback: outbox directory is in use")
 	// ErrDuplicate is returned by [Outbox.Enqueue] for an item whose key is
 	// already pending or dead with a different stream or payload: the
@@ -45,13 +46,20 @@ var (
 	// item identical to the stored one is an idempotent retry and returns
 	// nil.
 	ErrDuplicate = errors.New("fallback: outbox already holds a different item with that key")
+	// ErrOutboxFormat is returned by [OpenOutbox] for a directory whose
+	// files were written in an older on-disk format (segments without
+	// numbers in their headers). There is no conversion: deliver the
+	// items with the version that wrote them, or move the directory aside.
+	ErrOutboxFormat = errors.New("fallback: outbox files are in an unsupported format")
 )
 
 // Item is one unit of deferred work held by an [Outbox].
 type Item struct {
 	// Key is the idempotency key. It is required. While an item with this
 	// key is stored (pending or dead), enqueuing the key again stores
-	// nothing; the receiver can use it to apply the work exactly once.
+	// nothing: the same item again is an idempotent retry, a different one
+	// is refused with [ErrDuplicate]. The receiver can use the key to apply
+	// the work exactly once.
 	Key string
 	// Stream is the ordering scope, such as an account or a booking: the
 	// items of one stream are delivered in the order they were enqueued.
@@ -120,6 +128,9 @@ type OutboxOptions struct {
 	// Burst is how many deliveries may go out back to back when Replay has
 	// been idle. Zero means 1. It is ignored when Rate is rate.Inf.
 	Burst int
+
+	// fs, if set, replaces the file layer; tests use it to inject faults.
+	fs journal.FS
 }
 
 // Defaults for zero OutboxOptions fields.
@@ -191,6 +202,19 @@ func (o OutboxOptions) resolve() (OutboxOptions, error) {
 // fingerprint of its key (about 30 bytes in all, measured with a million
 // items pending), and a count per stream.
 //
+// The directory is created with mode 0700 and its files with mode 0600,
+// since payloads may be private (payments, bookings); the process's
+// umask cannot widen them.
+//
+// After a write or an fsync has failed (an I/O error, a full disk), the
+// outbox cannot know what reached the disk, so it acknowledges nothing
+// more: every later Enqueue, including the retry of an item already
+// accepted, returns the error until the Outbox is closed and opened again,
+// which re-reads what is really on disk. Deleting delivered segments needs
+// no free space (the log's floor is rewritten in place, then files are
+// unlinked), so OpenOutbox and Replay free what they can before they
+// write.
+//
 // An Outbox owns one goroutine, the log writer, started by [OpenOutbox]
 // and ended by [Outbox.Close]. Only one Outbox at a time may have a
 // directory open ([ErrInUse]). An Outbox is safe for concurrent use. The
@@ -257,12 +281,16 @@ type obHead struct {
 }
 
 // OpenOutbox opens the outbox in directory path, creating it if needed,
-// and recovers its contents: every record is checked; a torn record at
-// the very end, left by a crash in the middle of a write that was never
-// acknowledged, is cut off; any other damage makes OpenOutbox return an
-// error wrapping [ErrCorrupt] that names the file and offset. Invalid
-// options return an error naming the field. OpenOutbox starts the log
-// writer goroutine; call [Outbox.Close] when done.
+// and recovers its contents: every record is checked, and every segment
+// file the log still needs must be there, in order, whole. A torn record
+// at the very end, left by a crash in the middle of a write that was never
+// acknowledged (cut short, or zero from a sector boundary to the end of
+// the file), is cut off; any other damage, a missing, swapped or
+// cut-short segment included, makes OpenOutbox return an error wrapping
+// [ErrCorrupt] that names the file and offset. Files in an older format
+// return [ErrOutboxFormat]. Invalid options return an error naming the
+// field. OpenOutbox starts the log writer goroutine; call [Outbox.Close]
+// when done.
 func OpenOutbox(path string, opts OutboxOptions) (*Outbox, error) {
 	if path == "" {
 		return nil, errors.New("fallback: outbox path is empty")
@@ -285,7 +313,7 @@ func OpenOutbox(path string, opts OutboxOptions) (*Outbox, error) {
 		streams: make(map[string]int),
 		segs:    make(map[uint32]*obSegCount),
 	}
-	j, err := journal.Open(path, journal.Options{SegmentSize: opts.SegmentSize}, o.recover)
+	j, err := journal.Open(path, journal.Options{SegmentSize: opts.SegmentSize, FS: opts.fs}, o.recover)
 	if err != nil {
 		return nil, o.wrapErr(err)
 	}
@@ -306,6 +334,8 @@ func (o *Outbox) wrapErr(err error) error {
 		return ErrClosed
 	case errors.Is(err, journal.ErrLocked):
 		return fmt.Errorf("%w: %w", ErrInUse, err)
+	case errors.Is(err, journal.ErrFormat):
+		return fmt.Errorf("%w: %w", ErrOutboxFormat, err)
 	case errors.Is(err, journal.ErrCorrupt) && !errors.Is(err, ErrCorrupt):
 		return fmt.Errorf("%w: %w", ErrCorrupt, err)
 	}
@@ -537,16 +567,23 @@ func (o *Outbox) readAt(p journal.Pos, seq uint64) (obRecord, error) {
 }
 
 // Enqueue stores it durably: when Enqueue returns nil, the item is on
-// stable storage and will survive a crash. If an item with the same Key is
-// already stored (pending or dead), Enqueue stores nothing and returns nil
-// once that item is durable. Enqueue sets Enqueued to the current time.
+// stable storage and will survive a crash. Enqueue sets Enqueued to the
+// current time.
+//
+// If an item with the same Key is already stored (pending or dead),
+// Enqueue stores nothing: when the stored item has the same Stream and
+// Payload, the call is an idempotent retry and returns nil once that item
+// is durable; otherwise it returns an error wrapping [ErrDuplicate]. The
+// comparison reads the stored item back from disk, outside the outbox's
+// lock, so retries never hold up other producers.
 //
 // Enqueue returns ctx.Err() if ctx is done before the item is written; once
 // the item is handed to the log writer, Enqueue waits for the fsync
 // regardless of ctx. It returns an error wrapping [ErrInvalidItem] for an
 // empty key or an item larger than OutboxOptions.MaxItemSize, [ErrClosed]
 // after Close, and the file system's error if writing fails; after a
-// failed write the Outbox refuses all further writes and must be reopened.
+// failed write or sync every later Enqueue returns that error, retries of
+// stored items included, until the Outbox is reopened.
 func (o *Outbox) Enqueue(ctx context.Context, it Item) error {
 	if it.Key == "" {
 		return fmt.Errorf("%w: Item.Key is empty", ErrInvalidItem)
@@ -558,25 +595,110 @@ func (o *Outbox) Enqueue(ctx context.Context, it Item) error {
 		return err
 	}
 	enq := time.Now().UnixNano()
-	o.mu.Lock()
-	if o.closed {
-		o.mu.Unlock()
-		return ErrClosed
-	}
-	seq, found, err := o.lookupLocked(it.Key)
-	if err != nil {
-		o.mu.Unlock()
-		return err
-	}
-	if found {
-		f, unsynced := o.fresh[seq]
-		o.mu.Unlock()
-		if unsynced {
-			return o.wrapErr(o.j.Wait(f.ticket))
+	var other uint64  // a stored item known to hold another key with the same fingerprint
+	var waited uint64 // a ticket known to be durable
+	for {
+		o.mu.Lock()
+		if o.closed {
+			o.mu.Unlock()
+			return ErrClosed
 		}
-		return nil
+		c, found := o.candidateLocked(it.Key, other, waited)
+		if !found {
+			return o.appendItemLocked(it, enq)
+		}
+		o.mu.Unlock()
+		if c.fresh {
+			// Not durable yet: wait for it, then compare with what is on disk.
+			if err := o.j.Wait(c.ticket); err != nil {
+				return o.wrapErr(err)
+			}
+			waited = c.ticket
+			continue
+		}
+		if err := o.j.Err(); err != nil {
+			return o.wrapErr(err)
+		}
+		r, err := o.readAt(c.pos, c.seq)
+		o.mu.Lock()
+		still := o.storedAt(c.seq, c.pos)
+		o.mu.Unlock()
+		if !still {
+			// Delivered, dead-lettered or moved while it was read: look again.
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if r.key != it.Key {
+			other = c.seq
+			continue
+		}
+		if r.stream != it.Stream || !bytes.Equal(r.payload, it.Payload) {
+			return fmt.Errorf("%w: key %q", ErrDuplicate, it.Key)
+		}
+		// The stored item is durable; the check above and this one make
+		// sure no failed sync came in between.
+		return o.wrapErr(o.j.Err())
 	}
-	seq = o.nextSeq
+}
+
+// obCandidate is a stored item that may have the key being enqueued.
+type obCandidate struct {
+	seq    uint64
+	pos    journal.Pos
+	fresh  bool   // not durable yet: wait for ticket
+	ticket uint64 // when fresh
+}
+
+// candidateLocked returns the stored item that may have key, without
+// reading from disk. other, if nonzero, is a stored item already known to
+// hold another key; waited, if nonzero, a ticket known to be durable. The
+// caller holds mu.
+func (o *Outbox) candidateLocked(key string, other, waited uint64) (obCandidate, bool) {
+	seq, ok := o.collide[key]
+	if !ok {
+		d, ok := o.keys[o.fingerprint(key)]
+		if !ok {
+			return obCandidate{}, false
+		}
+		seq = o.seqBase + uint64(d)
+		if seq == other {
+			return obCandidate{}, false
+		}
+	}
+	if f, ok := o.fresh[seq]; ok {
+		if f.key != key {
+			return obCandidate{}, false
+		}
+		if f.ticket != waited {
+			return obCandidate{seq: seq, fresh: true, ticket: f.ticket}, true
+		}
+	}
+	if o.isPending(seq) {
+		return obCandidate{seq: seq, pos: o.live[seq-o.base]}, true
+	}
+	if d, ok := o.dead[seq]; ok {
+		return obCandidate{seq: seq, pos: d.pos}, true
+	}
+	return obCandidate{}, false
+}
+
+// storedAt reports whether item seq is still stored at p. The caller holds
+// mu.
+func (o *Outbox) storedAt(seq uint64, p journal.Pos) bool {
+	if o.isPending(seq) {
+		return o.live[seq-o.base] == p
+	}
+	d, ok := o.dead[seq]
+	return ok && d.pos == p
+}
+
+// appendItemLocked appends a new item, releases mu and waits for it to be
+// durable. The caller holds mu and has checked that no stored item has the
+// item's key.
+func (o *Outbox) appendItemLocked(it Item, enq int64) error {
+	seq := o.nextSeq
 	r := obRecord{typ: obItem, seq: seq, enq: enq, key: it.Key, stream: it.Stream, payload: it.Payload}
 	o.scratch = r.appendTo(o.scratch[:0])
 	p, ticket, err := o.j.Append(obItem, o.scratch)
@@ -593,13 +715,16 @@ func (o *Outbox) Enqueue(ctx context.Context, it Item) error {
 	o.fresh[seq] = obFresh{key: it.Key, enq: enq, ticket: ticket}
 	o.mu.Unlock()
 
-	err = o.j.Wait(ticket)
-
+	if err := o.j.Wait(ticket); err != nil {
+		// The item may not be on disk. It stays fresh, so a retry waits on
+		// the same failed ticket instead of reading it back.
+		return o.wrapErr(err)
+	}
 	o.mu.Lock()
 	delete(o.fresh, seq)
 	o.mu.Unlock()
 	o.signal()
-	return o.wrapErr(err)
+	return nil
 }
 
 // signal wakes a Replay waiting for held streams.

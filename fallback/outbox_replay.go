@@ -376,53 +376,64 @@ func (o *Outbox) finish(typ byte, r obRecord, reason string) error {
 // compact deletes the oldest segments while none of their items is
 // pending, first copying any dead letters in them forward into the current
 // segment. Segments go strictly oldest first, so a delivery or dead record
-// is never deleted while the item it refers to remains.
+// is never deleted while the item it refers to remains. All the segments
+// found removable go in one [journal.Journal.RemoveBelow], which needs no
+// free space on disk.
 func (o *Outbox) compact() error {
 	o.compactMu.Lock()
 	defer o.compactMu.Unlock()
-	for {
-		ids := o.j.Segments()
-		if len(ids) == 0 || ids[0] >= o.j.Current() {
-			return nil
-		}
-		id := ids[0]
-		o.mu.Lock()
-		if o.closed {
-			o.mu.Unlock()
-			return nil
-		}
-		c := o.segCount(id)
+	ids := o.j.Segments()
+	cur := o.j.Current()
+	if len(ids) == 0 || ids[0] >= cur {
+		return nil
+	}
+	o.mu.Lock()
+	if o.closed {
+		o.mu.Unlock()
+		return nil
+	}
+	floor := ids[0]
+	var copied []uint64
+	for ; floor < cur; floor++ {
+		c := o.segCount(floor)
 		if c.pending > 0 {
-			o.mu.Unlock()
-			return nil
+			break
 		}
-		var copied []uint64
 		if c.dead > 0 {
-			var err error
-			if copied, err = o.copyDeadLocked(id); err != nil {
+			more, err := o.copyDeadLocked(floor)
+			copied = append(copied, more...)
+			if err != nil {
 				o.mu.Unlock()
 				return err
 			}
 		}
-		o.mu.Unlock()
-		// Whatever emptied the segment (a requeue, a copy) must be durable
-		// before the segment goes.
-		err := o.j.Flush()
+	}
+	o.mu.Unlock()
+	if floor == ids[0] {
+		return nil
+	}
+	// Whatever emptied the segments (a requeue, a copy) must be durable
+	// before they go.
+	err := o.j.Flush()
+	if err == nil {
 		o.mu.Lock()
 		for _, seq := range copied {
 			delete(o.fresh, seq)
 		}
 		o.mu.Unlock()
-		if err != nil {
-			return o.wrapErr(err)
-		}
-		if err := o.j.Remove(id); err != nil {
-			return err
-		}
-		o.mu.Lock()
-		delete(o.segs, id)
-		o.mu.Unlock()
+		err = o.j.RemoveBelow(floor)
 	}
+	if err != nil {
+		return o.wrapErr(err)
+	}
+	o.mu.Lock()
+	for id := range o.segs {
+		if id < floor {
+			delete(o.segs, id)
+		}
+	}
+	o.mu.Unlock()
+	return nil
 }
 
 // copyDeadLocked appends a copy of every dead letter in segment id. The

@@ -9,9 +9,15 @@
 //
 // # Format
 //
-// A segment file is named by its number, "%08x.seg", and begins with the
-// 8-byte header "RFJ1" followed by four zero bytes. Records follow back to
-// back:
+// A segment file is named by its number, "%08x.seg". It begins with a
+// 16-byte header:
+//
+//	magic   [4]byte  "RFJ2"
+//	segment uint32   big-endian, the segment's own number
+//	floor   uint32   big-endian, the oldest segment the log still needs
+//	crc     uint32   big-endian, CRC-32C of the first 12 bytes
+//
+// Records follow back to back:
 //
 //	length  uint32  big-endian, length of body
 //	lcrc    uint32  big-endian, CRC-32C of the four length bytes
@@ -19,18 +25,60 @@
 //	type    uint8
 //	body    [length]byte
 //
-// The separate checksum of the length lets [Open] tell a record cut short
-// by a crash (its length is intact, its body runs past the end of the file)
-// from a damaged length field.
+// Type 0 is the journal's own: a seal, whose 4-byte body is the number of
+// the next segment. Every segment but the last ends with its seal, and the
+// last has none. The next segment is created and synced before the seal
+// is written, so a sealed segment proves its successor exists.
+//
+// The floor moves when [Journal.RemoveBelow] deletes old segments: the new
+// floor is first written, in place, into the current segment's header and
+// synced, then the old files are unlinked and the directory is synced
+// once. A new segment's header carries the floor of its time. So the
+// header of the last segment always says which segments must be there:
+// every number from the floor to the last. This relies on a 16-byte write
+// at the start of a file being atomic, as every disk sector write is.
+//
+// Files written in the earlier "RFJ1" format, whose headers carry no
+// numbers, are refused with [ErrFormat]; there is no conversion.
 //
 // # Recovery
 //
-// [Open] reads every segment in order and checks every record. An
-// incomplete record at the very end of the last segment, or a run of zero
-// bytes up to its end, is what a crash in the middle of a write leaves; it
-// was never acknowledged, so it is cut off. Anything else that does not
-// check out, anywhere, is reported as an error wrapping [ErrCorrupt] that
-// names the file and the offset; nothing damaged is ever returned as data.
+// [Open] reads the last segment's header, deletes leftover segments below
+// its floor (an interrupted RemoveBelow), then checks that every segment
+// from the floor to the last is there, names itself in its header, and,
+// except the last, ends with a seal naming its successor. A missing,
+// renamed, swapped or cut-short segment is reported as an error wrapping
+// [ErrCorrupt]; so is any record that does not check out, except for the
+// torn tail a crash leaves at the end of the last segment, which was never
+// acknowledged and is cut off:
+//
+//   - a record header or body cut short by the end of the file;
+//   - a run of zero bytes from the start of a record up to the end of the
+//     file (the file grew but the write never landed);
+//   - a final record that fails its checksum when everything from the
+//     first 512-byte boundary inside it up to the end of the file is zero
+//     (the sectors after that boundary were never written).
+//
+// A record that fails its checksum while nonzero bytes follow it (a valid
+// record, say) is corruption, not a tear. The price of the third rule is
+// that damage to the very last record of the log which happens to leave
+// it zero from a sector boundary on is cut off as a tear; damage anywhere
+// else is always reported.
+//
+// The same tail rules apply to the segment before the last when the last
+// holds no records yet: a crash while the log moved on to a new segment
+// leaves the old one unsealed and perhaps torn, and Open cuts and seals it.
+//
+// # Files
+//
+// The directory is created with mode 0700 and files with 0600, since the
+// records may hold private data. Open locks the directory itself (an
+// advisory lock on Unix), so a second Open fails with [ErrLocked] while
+// the first is open, whatever is done to the files inside. Segment files
+// are opened without following symlinks. Only the current segment stays
+// open; older ones are opened to be read and a few are kept open in a
+// small cache, so the number of descriptors does not grow with the
+// backlog.
 package journal
 
 import (
@@ -60,11 +108,16 @@ var ErrClosed = errors.New("journal: closed")
 // another, has the directory open.
 var ErrLocked = errors.New("journal: directory is in use")
 
+// ErrFormat is returned by Open for segment files in a format this
+// version does not read.
+var ErrFormat = errors.New("journal: unsupported file format")
+
 const (
-	segMagic = "RFJ1\x00\x00\x00\x00"
+	segMagic    = "RFJ2"
+	oldSegMagic = "RFJ1"
 	// SegmentHeaderSize is the size of the header at the start of each
 	// segment; no record starts before it.
-	SegmentHeaderSize = len(segMagic)
+	SegmentHeaderSize = 16
 	// RecordHeaderSize is the size of a record's header.
 	RecordHeaderSize = 13
 	// MaxBody is the largest record body accepted, so that a damaged length
@@ -73,6 +126,14 @@ const (
 	segSuffix = ".seg"
 	// maxLinger caps how long the writer waits for a batch to fill.
 	maxLinger = 500 * time.Microsecond
+	// typeSeal is the journal's own record type ending a sealed segment.
+	typeSeal byte = 0
+	sealSize      = RecordHeaderSize + 4
+	// sector is the unit a crash can leave unwritten in the middle of a
+	// write.
+	sector = 512
+	// scanBuffer is the read buffer Open uses for every segment in turn.
+	scanBuffer = 1 << 20
 )
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
@@ -109,19 +170,23 @@ func (e *CorruptError) Unwrap() error { return ErrCorrupt }
 type Options struct {
 	// SegmentSize is the size at which a segment is closed and a new one
 	// started. A record is never split, so a segment may exceed it by one
-	// record. Zero means 32 MiB.
+	// record and its seal. Zero means 32 MiB; at most 2 GiB.
 	SegmentSize int64
+	// FS is the file layer. Nil means the operating system's files.
+	FS FS
 }
 
 // DefaultSegmentSize is the segment size used when Options.SegmentSize is 0.
 const DefaultSegmentSize = 32 << 20
 
-// Journal is an open log directory. Append, Wait, Flush, ReadAt, Remove and
-// the accessors are safe for concurrent use. A Journal owns one writer
-// goroutine, started by Open and ended by Close.
+// Journal is an open log directory. Append, Wait, Flush, ReadAt,
+// RemoveBelow and the accessors are safe for concurrent use. A Journal
+// owns one writer goroutine, started by Open and ended by Close.
 type Journal struct {
 	dir     string
 	segSize int64
+	fs      FS
+	dirf    *os.File // the locked directory, also used to sync it
 
 	mu sync.Mutex // guards the fields below
 	// cond is signalled (on mu) when a batch becomes durable or fails.
@@ -141,20 +206,20 @@ type Journal struct {
 	durable   Pos    // every record before it is durable
 	err       error  // sticky write or sync failure
 	closing   bool
+	floorReq  uint32 // floor RemoveBelow asked for, taken with the next batch
 
 	kick chan struct{} // wakes the writer; capacity 1
 	done chan struct{} // closed when the writer exits
 
-	filesMu sync.RWMutex        // guards files
-	files   map[uint32]*os.File // open segments by number
-	spare   []chunk             // writer-owned: recycled chunk list
-	lock    *os.File            // holds the directory lock, if any
-}
+	filesMu sync.RWMutex     // guards the fields below
+	wfile   File             // the segment being written, owned by the writer
+	wseg    uint32           // its number
+	sizes   map[uint32]int64 // size of every segment on disk
+	floor   uint32           // oldest segment kept
 
-func unlock(f *os.File) {
-	if f != nil {
-		f.Close()
-	}
+	wsize int64   // writer-owned: size of wfile
+	spare []chunk // writer-owned: recycled chunk list
+	reads readCache
 }
 
 type chunk struct {
@@ -162,76 +227,60 @@ type chunk struct {
 	data []byte
 }
 
-// Open opens or creates the log in dir (which is created if missing),
-// calls fn for every valid record in log order, repairs a torn tail, and
-// starts the writer goroutine. The body passed to fn is valid only during
-// the call. If fn returns an error, Open stops and returns it.
+// Open opens or creates the log in dir (which is created with mode 0700
+// if missing), checks it as the package documentation describes, calls fn
+// for every valid record in log order, repairs a torn tail, and starts the
+// writer goroutine. The body passed to fn is valid only during the call.
+// If fn returns an error, Open stops and returns it.
 func Open(dir string, opts Options, fn func(p Pos, typ byte, body []byte) error) (*Journal, error) {
 	segSize := opts.SegmentSize
 	if segSize == 0 {
 		segSize = DefaultSegmentSize
 	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if segSize < 0 || segSize > 1<<31 {
+		return nil, fmt.Errorf("journal: Options.SegmentSize must be in [0, 2 GiB], got %d", segSize)
+	}
+	fsys := opts.FS
+	if fsys == nil {
+		fsys = osFS{}
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("journal: %w", err)
 	}
-	lock, err := lockDir(dir)
+	dirf, err := lockDir(dir)
 	if err != nil {
-		return nil, err
-	}
-	ids, err := listSegments(dir)
-	if err != nil {
-		unlock(lock)
 		return nil, err
 	}
 	j := &Journal{
-		lock:    lock,
 		dir:     dir,
 		segSize: segSize,
-		files:   make(map[uint32]*os.File),
+		fs:      fsys,
+		dirf:    dirf,
+		sizes:   make(map[uint32]int64),
 		kick:    make(chan struct{}, 1),
 		done:    make(chan struct{}),
 		filling: 1,
 	}
 	j.cond.L = &j.mu
-	ok := false
-	defer func() {
-		if !ok {
-			j.closeFiles()
-			unlock(j.lock)
+	if err := j.recover(fn); err != nil {
+		if j.wfile != nil {
+			j.wfile.Close()
 		}
-	}()
-	for i, id := range ids {
-		if i > 0 && id != ids[i-1]+1 {
-			return nil, &CorruptError{Path: j.path(ids[i-1] + 1), Reason: "segment file is missing"}
-		}
-		last := i == len(ids)-1
-		size, err := j.scan(id, last, fn)
-		if err != nil {
-			return nil, err
-		}
-		if last {
-			j.cur, j.curSize = id, size
-		}
+		dirf.Close()
+		return nil, err
 	}
-	if len(ids) == 0 {
-		// Start the first segment now so that there is always a current one.
-		j.cur = 1
-		if err := j.create(1); err != nil {
-			return nil, err
-		}
-		if err := syncDir(dir); err != nil {
-			return nil, err
-		}
-		j.curSize = int64(SegmentHeaderSize)
-	}
+	j.cur, j.curSize = j.wseg, j.wsize
 	j.durable = MakePos(j.cur, uint32(j.curSize))
-	ok = true
 	go j.writer()
 	return j, nil
 }
 
 func (j *Journal) path(id uint32) string {
 	return filepath.Join(j.dir, fmt.Sprintf("%08x%s", id, segSuffix))
+}
+
+func (j *Journal) corrupt(id uint32, off int64, format string, args ...any) error {
+	return &CorruptError{Path: j.path(id), Offset: off, Reason: fmt.Sprintf(format, args...)}
 }
 
 func listSegments(dir string) ([]uint32, error) {
@@ -255,167 +304,76 @@ func listSegments(dir string) ([]uint32, error) {
 	return ids, nil
 }
 
-// create makes segment id with its header and registers it. The caller
-// syncs the directory.
-func (j *Journal) create(id uint32) error {
-	f, err := os.OpenFile(j.path(id), os.O_RDWR|os.O_CREATE|os.O_EXCL|os.O_APPEND, 0o644)
-	if err != nil {
-		return fmt.Errorf("journal: %w", err)
+func encodeHeader(seg, floor uint32) []byte {
+	h := make([]byte, SegmentHeaderSize)
+	copy(h, segMagic)
+	binary.BigEndian.PutUint32(h[4:], seg)
+	binary.BigEndian.PutUint32(h[8:], floor)
+	binary.BigEndian.PutUint32(h[12:], crc32.Checksum(h[:12], castagnoli))
+	return h
+}
+
+// decodeHeader checks the header of segment id and returns its floor.
+func (j *Journal) decodeHeader(id uint32, h []byte) (uint32, error) {
+	if string(h[:4]) == oldSegMagic {
+		return 0, fmt.Errorf("%w: %s is in the RFJ1 format, which has no segment numbers; deliver its items with the version that wrote it, or move the directory aside", ErrFormat, j.path(id))
 	}
-	if _, err := f.Write([]byte(segMagic)); err != nil {
+	if string(h[:4]) != segMagic {
+		return 0, j.corrupt(id, 0, "bad segment header")
+	}
+	if binary.BigEndian.Uint32(h[12:]) != crc32.Checksum(h[:12], castagnoli) {
+		return 0, j.corrupt(id, 0, "segment header fails its checksum")
+	}
+	if seg := binary.BigEndian.Uint32(h[4:]); seg != id {
+		return 0, j.corrupt(id, 4, "segment header names segment %d: the file was renamed or swapped", seg)
+	}
+	floor := binary.BigEndian.Uint32(h[8:])
+	if floor == 0 || floor > id {
+		return 0, j.corrupt(id, 8, "segment header names floor %d", floor)
+	}
+	return floor, nil
+}
+
+// create makes segment id with its header and syncs it and the directory.
+func (j *Journal) create(id, floor uint32) (File, error) {
+	f, err := j.fs.OpenFile(j.path(id), os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("journal: %w", err)
+	}
+	if _, err := f.WriteAt(encodeHeader(id, floor), 0); err != nil {
 		f.Close()
-		return fmt.Errorf("journal: write %s: %w", f.Name(), err)
-	}
-	j.filesMu.Lock()
-	j.files[id] = f
-	j.filesMu.Unlock()
-	return nil
-}
-
-// scan reads segment id, calling fn for each record, and returns the size
-// of its valid contents. In the last segment a torn tail is cut off.
-func (j *Journal) scan(id uint32, last bool, fn func(Pos, byte, []byte) error) (int64, error) {
-	path := j.path(id)
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_APPEND, 0)
-	if err != nil {
-		return 0, fmt.Errorf("journal: %w", err)
-	}
-	j.filesMu.Lock()
-	j.files[id] = f
-	j.filesMu.Unlock()
-	st, err := f.Stat()
-	if err != nil {
-		return 0, fmt.Errorf("journal: %w", err)
-	}
-	size := st.Size()
-	if size > int64(^uint32(0)) {
-		return 0, &CorruptError{Path: path, Reason: "segment is larger than 4 GiB"}
-	}
-	corrupt := func(off int64, reason string) error {
-		return &CorruptError{Path: path, Offset: off, Reason: reason}
-	}
-	r := bufio.NewReaderSize(io.NewSectionReader(f, 0, size), 1<<20)
-	hdr := make([]byte, SegmentHeaderSize)
-	if size < int64(SegmentHeaderSize) {
-		if !last {
-			return 0, corrupt(0, "segment header is cut short")
-		}
-		// A crash while the segment was being created: nothing in it was
-		// ever acknowledged.
-		return int64(SegmentHeaderSize), j.rewriteHeader(f)
-	}
-	if _, err := io.ReadFull(r, hdr); err != nil {
-		return 0, fmt.Errorf("journal: read %s: %w", path, err)
-	}
-	if string(hdr) != segMagic {
-		return 0, corrupt(0, "bad segment header")
-	}
-	off := int64(SegmentHeaderSize)
-	if size == off && !last {
-		// A segment is only ever started by a record written into it.
-		return 0, corrupt(off, "segment holds no records")
-	}
-	rh := make([]byte, RecordHeaderSize)
-	var body []byte
-	for off < size {
-		torn := func(reason string) (int64, error) {
-			if !last {
-				return 0, corrupt(off, reason)
-			}
-			return off, j.truncate(f, off)
-		}
-		if size-off < RecordHeaderSize {
-			return torn("record header is cut short")
-		}
-		if _, err := io.ReadFull(r, rh); err != nil {
-			return 0, fmt.Errorf("journal: read %s: %w", path, err)
-		}
-		n, lcrc, crc, typ := binary.BigEndian.Uint32(rh), binary.BigEndian.Uint32(rh[4:]), binary.BigEndian.Uint32(rh[8:]), rh[12]
-		if lcrc != crc32.Checksum(rh[:4], castagnoli) {
-			if last && allZero(rh) {
-				// Zeros where a record would start: the file was extended
-				// but the write never landed. Everything after must be zero
-				// too, or this is damage rather than a torn write.
-				zero, err := zeroTail(r)
-				if err != nil {
-					return 0, fmt.Errorf("journal: read %s: %w", path, err)
-				}
-				if zero {
-					return off, j.truncate(f, off)
-				}
-			}
-			return 0, corrupt(off, "record length fails its checksum")
-		}
-		if n > MaxBody {
-			return 0, corrupt(off, fmt.Sprintf("record length %d exceeds %d", n, MaxBody))
-		}
-		if size-off-RecordHeaderSize < int64(n) {
-			return torn("record runs past the end of the file")
-		}
-		if cap(body) < int(n) {
-			body = make([]byte, n)
-		}
-		body = body[:n]
-		if _, err := io.ReadFull(r, body); err != nil {
-			return 0, fmt.Errorf("journal: read %s: %w", path, err)
-		}
-		if crc != checksum(typ, body) {
-			return 0, corrupt(off, "record fails its checksum")
-		}
-		if err := fn(MakePos(id, uint32(off)), typ, body); err != nil {
-			return 0, err
-		}
-		off += RecordHeaderSize + int64(n)
-	}
-	return off, nil
-}
-
-func allZero(b []byte) bool {
-	for _, c := range b {
-		if c != 0 {
-			return false
-		}
-	}
-	return true
-}
-
-func zeroTail(r io.Reader) (bool, error) {
-	buf := make([]byte, 32<<10)
-	for {
-		n, err := r.Read(buf)
-		if !allZero(buf[:n]) {
-			return false, nil
-		}
-		if err == io.EOF {
-			return true, nil
-		}
-		if err != nil {
-			return false, err
-		}
-	}
-}
-
-func (j *Journal) truncate(f *os.File, off int64) error {
-	if err := f.Truncate(off); err != nil {
-		return fmt.Errorf("journal: truncate %s: %w", f.Name(), err)
+		return nil, fmt.Errorf("journal: write %s: %w", f.Name(), err)
 	}
 	if err := f.Sync(); err != nil {
-		return fmt.Errorf("journal: sync %s: %w", f.Name(), err)
+		f.Close()
+		return nil, fmt.Errorf("journal: sync %s: %w", f.Name(), err)
+	}
+	if err := j.syncDir(); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return f, nil
+}
+
+func (j *Journal) syncDir() error {
+	if err := j.dirf.Sync(); err != nil {
+		return fmt.Errorf("journal: sync %s: %w", j.dir, err)
 	}
 	return nil
 }
 
-func (j *Journal) rewriteHeader(f *os.File) error {
-	if err := f.Truncate(0); err != nil {
-		return fmt.Errorf("journal: truncate %s: %w", f.Name(), err)
-	}
-	if _, err := f.Write([]byte(segMagic)); err != nil {
-		return fmt.Errorf("journal: write %s: %w", f.Name(), err)
-	}
-	if err := f.Sync(); err != nil {
-		return fmt.Errorf("journal: sync %s: %w", f.Name(), err)
-	}
-	return nil
+func encodeRecord(b []byte, typ byte, body []byte) []byte {
+	var hdr [RecordHeaderSize]byte
+	binary.BigEndian.PutUint32(hdr[:], uint32(len(body)))
+	binary.BigEndian.PutUint32(hdr[4:], crc32.Checksum(hdr[:4], castagnoli))
+	binary.BigEndian.PutUint32(hdr[8:], checksum(typ, body))
+	hdr[12] = typ
+	b = append(b, hdr[:]...)
+	return append(b, body...)
+}
+
+func sealRecord(next uint32) []byte {
+	return encodeRecord(nil, typeSeal, binary.BigEndian.AppendUint32(nil, next))
 }
 
 func checksum(typ byte, body []byte) uint32 {
@@ -425,10 +383,14 @@ func checksum(typ byte, body []byte) uint32 {
 
 // Append adds a record to the current batch and returns its position and
 // the batch's ticket for [Journal.Wait]. The record is durable once Wait
-// for the ticket returns nil. body is copied; typ is the caller's.
+// for the ticket returns nil. body is copied. typ must not be 0, which the
+// journal keeps for itself.
 func (j *Journal) Append(typ byte, body []byte) (Pos, uint64, error) {
 	if len(body) > MaxBody {
 		return 0, 0, fmt.Errorf("journal: record body of %d bytes exceeds %d", len(body), MaxBody)
+	}
+	if typ == typeSeal {
+		return 0, 0, errors.New("journal: record type 0 is reserved")
 	}
 	n := int64(RecordHeaderSize + len(body))
 	j.mu.Lock()
@@ -439,7 +401,7 @@ func (j *Journal) Append(typ byte, body []byte) (Pos, uint64, error) {
 	if j.err != nil {
 		return 0, 0, j.err
 	}
-	if j.curSize+n > j.segSize && j.curSize > int64(SegmentHeaderSize) || j.curSize+n > int64(^uint32(0)) {
+	if j.curSize+n > j.segSize && j.curSize > int64(SegmentHeaderSize) {
 		j.cur++
 		j.curSize = int64(SegmentHeaderSize)
 	}
@@ -449,22 +411,20 @@ func (j *Journal) Append(typ byte, body []byte) (Pos, uint64, error) {
 		j.buf = append(j.buf, chunk{seg: j.cur})
 	}
 	c := &j.buf[len(j.buf)-1]
-	var hdr [RecordHeaderSize]byte
-	binary.BigEndian.PutUint32(hdr[:], uint32(len(body)))
-	binary.BigEndian.PutUint32(hdr[4:], crc32.Checksum(hdr[:4], castagnoli))
-	binary.BigEndian.PutUint32(hdr[8:], checksum(typ, body))
-	hdr[12] = typ
-	c.data = append(c.data, hdr[:]...)
-	c.data = append(c.data, body...)
+	c.data = encodeRecord(c.data, typ, body)
 	j.nrec++
 	if j.lingering && j.nrec < j.want {
 		return pos, j.filling, nil
 	}
+	j.kickWriter()
+	return pos, j.filling, nil
+}
+
+func (j *Journal) kickWriter() {
 	select {
 	case j.kick <- struct{}{}:
 	default:
 	}
-	return pos, j.filling, nil
 }
 
 // Wait blocks until the batch with the given ticket is durable, and returns
@@ -478,6 +438,15 @@ func (j *Journal) Wait(ticket uint64) error {
 	if j.synced >= ticket {
 		return nil
 	}
+	return j.err
+}
+
+// Err returns the write or sync failure that stopped the journal, or nil.
+// Once it is set, every Append fails with it until the journal is closed
+// and opened again.
+func (j *Journal) Err() error {
+	j.mu.Lock()
+	defer j.mu.Unlock()
 	return j.err
 }
 
@@ -510,8 +479,8 @@ func (j *Journal) Current() uint32 {
 func (j *Journal) Segments() []uint32 {
 	j.filesMu.RLock()
 	defer j.filesMu.RUnlock()
-	ids := make([]uint32, 0, len(j.files))
-	for id := range j.files {
+	ids := make([]uint32, 0, len(j.sizes))
+	for id := range j.sizes {
 		ids = append(ids, id)
 	}
 	slices.Sort(ids)
@@ -523,10 +492,8 @@ func (j *Journal) Size() int64 {
 	j.filesMu.RLock()
 	defer j.filesMu.RUnlock()
 	var n int64
-	for _, f := range j.files {
-		if st, err := f.Stat(); err == nil {
-			n += st.Size()
-		}
+	for _, s := range j.sizes {
+		n += s
 	}
 	return n
 }
@@ -549,7 +516,7 @@ func (j *Journal) writer() {
 		<-j.kick
 		for {
 			j.mu.Lock()
-			if len(j.buf) == 0 {
+			if len(j.buf) == 0 && j.floorReq == 0 {
 				closing := j.closing
 				j.mu.Unlock()
 				if closing {
@@ -557,7 +524,7 @@ func (j *Journal) writer() {
 				}
 				break
 			}
-			if wait := lastSync / 2; wait > 0 && j.nrec < j.want && !j.closing {
+			if wait := lastSync / 2; wait > 0 && j.nrec < j.want && !j.closing && j.floorReq == 0 {
 				j.lingering = true
 				select {
 				case <-j.kick:
@@ -573,14 +540,14 @@ func (j *Journal) writer() {
 				j.mu.Lock()
 				j.lingering = false
 			}
-			batch, ticket, end := j.buf, j.filling, MakePos(j.cur, uint32(j.curSize))
+			batch, ticket, end, floor := j.buf, j.filling, MakePos(j.cur, uint32(j.curSize)), j.floorReq
 			n := j.nrec
-			j.buf, j.nrec = j.spare[:0], 0
+			j.buf, j.nrec, j.floorReq = j.spare[:0], 0, 0
 			j.filling++
 			j.mu.Unlock()
 
 			start := time.Now()
-			err := j.write(batch)
+			err := j.write(batch, floor)
 			lastSync = time.Since(start)
 
 			j.mu.Lock()
@@ -601,7 +568,8 @@ func (j *Journal) writer() {
 			j.spare = batch
 			if err != nil {
 				// The state of the files is unknown after a failed write or
-				// sync; refuse everything until the log is reopened.
+				// sync (after an EIO the kernel may have dropped the pages);
+				// refuse everything until the log is reopened.
 				j.drainOnError()
 				return
 			}
@@ -613,7 +581,7 @@ func (j *Journal) writer() {
 func (j *Journal) drainOnError() {
 	for {
 		j.mu.Lock()
-		j.buf, j.nrec = nil, 0
+		j.buf, j.nrec, j.floorReq = nil, 0, 0
 		j.cond.Broadcast()
 		closing := j.closing
 		j.mu.Unlock()
@@ -624,67 +592,109 @@ func (j *Journal) drainOnError() {
 	}
 }
 
-func (j *Journal) write(batch []chunk) error {
-	created := false
-	var touched []*os.File
+// write writes and syncs a batch, moving on to new segments as its chunks
+// ask, and then records floor, if nonzero, in the current header.
+func (j *Journal) write(batch []chunk, floor uint32) error {
+	dirty := false
 	for _, c := range batch {
-		j.filesMu.RLock()
-		f := j.files[c.seg]
-		j.filesMu.RUnlock()
-		if f == nil {
-			// Make the older segment durable before a newer one appears, so
-			// that a crash can leave a torn tail only in the last segment.
-			for _, t := range touched {
-				if err := t.Sync(); err != nil {
-					return fmt.Errorf("journal: sync %s: %w", t.Name(), err)
-				}
-			}
-			touched = touched[:0]
-			if err := j.create(c.seg); err != nil {
+		for c.seg != j.wseg {
+			if err := j.roll(); err != nil {
 				return err
 			}
-			created = true
-			j.filesMu.RLock()
-			f = j.files[c.seg]
-			j.filesMu.RUnlock()
+			dirty = false
 		}
-		if _, err := f.Write(c.data); err != nil {
-			return fmt.Errorf("journal: write %s: %w", f.Name(), err)
+		if _, err := j.wfile.WriteAt(c.data, j.wsize); err != nil {
+			return fmt.Errorf("journal: write %s: %w", j.wfile.Name(), err)
 		}
-		touched = append(touched, f)
+		j.wsize += int64(len(c.data))
+		j.setSize(j.wseg, j.wsize)
+		dirty = true
 	}
-	for _, f := range touched {
-		if err := f.Sync(); err != nil {
-			return fmt.Errorf("journal: sync %s: %w", f.Name(), err)
+	if floor > j.floor {
+		if _, err := j.wfile.WriteAt(encodeHeader(j.wseg, floor), 0); err != nil {
+			return fmt.Errorf("journal: write %s: %w", j.wfile.Name(), err)
+		}
+		dirty = true
+	}
+	if dirty {
+		if err := j.wfile.Sync(); err != nil {
+			return fmt.Errorf("journal: sync %s: %w", j.wfile.Name(), err)
 		}
 	}
-	if created {
-		return syncDir(j.dir)
+	if floor > j.floor {
+		j.filesMu.Lock()
+		j.floor = floor
+		j.filesMu.Unlock()
 	}
 	return nil
 }
 
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
+func (j *Journal) setSize(id uint32, size int64) {
+	j.filesMu.Lock()
+	j.sizes[id] = size
+	j.filesMu.Unlock()
+}
+
+// roll creates the next segment and syncs it, then seals the current one
+// and syncs that, so that a seal always names a segment that exists.
+func (j *Journal) roll() error {
+	next := j.wseg + 1
+	f, err := j.create(next, j.floor)
 	if err != nil {
-		return fmt.Errorf("journal: %w", err)
+		return err
 	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("journal: sync %s: %w", dir, err)
+	old := j.wfile
+	seal := sealRecord(next)
+	if _, err := old.WriteAt(seal, j.wsize); err != nil {
+		f.Close()
+		return fmt.Errorf("journal: write %s: %w", old.Name(), err)
 	}
+	if err := old.Sync(); err != nil {
+		f.Close()
+		return fmt.Errorf("journal: sync %s: %w", old.Name(), err)
+	}
+	j.filesMu.Lock()
+	j.sizes[j.wseg] = j.wsize + int64(len(seal))
+	j.sizes[next] = SegmentHeaderSize
+	j.wfile, j.wseg = f, next
+	j.filesMu.Unlock()
+	j.wsize = SegmentHeaderSize
+	old.Close()
 	return nil
 }
 
 // ReadAt reads the record at p, checks it, and returns its type and a
-// fresh copy of its body. The record must be durable (before [Journal.Durable]).
+// fresh copy of its body. The record must be durable (before
+// [Journal.Durable]).
 func (j *Journal) ReadAt(p Pos) (byte, []byte, error) {
+	id := p.Segment()
 	j.filesMu.RLock()
-	defer j.filesMu.RUnlock()
-	f := j.files[p.Segment()]
-	if f == nil {
-		return 0, nil, fmt.Errorf("journal: segment %d is not open", p.Segment())
+	if id == j.wseg && j.wfile != nil {
+		defer j.filesMu.RUnlock()
+		return j.readRecord(j.wfile, p)
 	}
+	_, ok := j.sizes[id]
+	j.filesMu.RUnlock()
+	if !ok {
+		return 0, nil, fmt.Errorf("journal: segment %d is not on disk", id)
+	}
+	var typ byte
+	var body []byte
+	err := j.reads.with(id, func() (File, error) {
+		f, err := j.fs.OpenFile(j.path(id), os.O_RDONLY, 0)
+		if err != nil {
+			return nil, fmt.Errorf("journal: %w", err)
+		}
+		return f, nil
+	}, func(f File) error {
+		var err error
+		typ, body, err = j.readRecord(f, p)
+		return err
+	})
+	return typ, body, err
+}
+
+func (j *Journal) readRecord(f File, p Pos) (byte, []byte, error) {
 	var hdr [RecordHeaderSize]byte
 	off := int64(p.Offset())
 	corrupt := func(reason string) error {
@@ -713,27 +723,62 @@ func (j *Journal) ReadAt(p Pos) (byte, []byte, error) {
 	if binary.BigEndian.Uint32(hdr[8:]) != checksum(hdr[12], body) {
 		return 0, nil, corrupt("record fails its checksum")
 	}
+	if hdr[12] == typeSeal {
+		return 0, nil, corrupt("position holds a seal, not a record")
+	}
 	return hdr[12], body, nil
 }
 
-// Remove deletes segment id, which must not be the current one. The caller
-// guarantees that nothing in it is needed any more.
-func (j *Journal) Remove(id uint32) error {
-	if id >= j.Current() {
-		return fmt.Errorf("journal: segment %d is current", id)
+// RemoveBelow deletes every segment numbered below floor, which must not
+// be above the current one. The caller guarantees that nothing in them is
+// needed any more. It first makes the new floor durable in the current
+// segment's header, then unlinks the files and syncs the directory once,
+// so that a crash part way leaves only files that Open recognises as
+// leftovers and deletes.
+func (j *Journal) RemoveBelow(floor uint32) error {
+	j.mu.Lock()
+	switch {
+	case j.closing:
+		j.mu.Unlock()
+		return ErrClosed
+	case j.err != nil:
+		err := j.err
+		j.mu.Unlock()
+		return err
+	case floor > j.cur:
+		j.mu.Unlock()
+		return fmt.Errorf("journal: floor %d is above the current segment %d", floor, j.cur)
+	}
+	j.floorReq = max(j.floorReq, floor)
+	ticket := j.filling
+	j.kickWriter()
+	j.mu.Unlock()
+	if err := j.Wait(ticket); err != nil {
+		return err
 	}
 	j.filesMu.Lock()
-	f := j.files[id]
-	delete(j.files, id)
+	var gone []uint32
+	for id := range j.sizes {
+		if id < floor {
+			gone = append(gone, id)
+			delete(j.sizes, id)
+		}
+	}
 	j.filesMu.Unlock()
-	if f == nil {
+	if len(gone) == 0 {
 		return nil
 	}
-	f.Close()
-	if err := os.Remove(f.Name()); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("journal: %w", err)
+	var first error
+	for _, id := range gone {
+		j.reads.drop(id)
+		if err := j.fs.Remove(j.path(id)); err != nil && !errors.Is(err, fs.ErrNotExist) && first == nil {
+			first = fmt.Errorf("journal: %w", err)
+		}
 	}
-	return nil
+	if err := j.syncDir(); err != nil && first == nil {
+		first = err
+	}
+	return first
 }
 
 // Close writes and syncs what was appended, stops the writer goroutine and
@@ -748,23 +793,23 @@ func (j *Journal) Close() error {
 	}
 	j.closing = true
 	j.mu.Unlock()
-	select {
-	case j.kick <- struct{}{}:
-	default:
-	}
+	j.kickWriter()
 	<-j.done
-	j.closeFiles()
-	unlock(j.lock)
+	j.reads.closeAll()
+	j.filesMu.Lock()
+	if j.wfile != nil {
+		j.wfile.Close()
+		j.wfile = nil
+	}
+	j.filesMu.Unlock()
+	j.dirf.Close()
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	return j.err
 }
 
-func (j *Journal) closeFiles() {
-	j.filesMu.Lock()
-	defer j.filesMu.Unlock()
-	for id, f := range j.files {
-		f.Close()
-		delete(j.files, id)
-	}
+// newScanReader returns the read buffer Open shares among segments: no
+// larger than a segment, so that opening a small log stays cheap.
+func (j *Journal) newScanReader() *bufio.Reader {
+	return bufio.NewReaderSize(nil, int(min(scanBuffer, j.segSize)))
 }

@@ -36,10 +36,10 @@ func TestJournalAppendsReadsAndReopens(t *testing.T) {
 	var want []rec
 	for i := range 100 {
 		body := fmt.Sprintf("record %03d %s", i, make([]byte, i))
-		p, ticket, err := j.Append(byte(i%7), []byte(body))
+		p, ticket, err := j.Append(byte(i%7+1), []byte(body))
 		require.NoError(t, err, "Append(%d)", i)
 		require.NoError(t, j.Wait(ticket), "Wait(%d)", ticket)
-		want = append(want, rec{p, byte(i % 7), body})
+		want = append(want, rec{p, byte(i%7 + 1), body})
 		if i > 0 {
 			assert.Greater(t, p, want[i-1].pos, "Pos of record %d", i)
 		}
@@ -99,8 +99,8 @@ func TestJournalRemovesOldSegments(t *testing.T) {
 	require.NoError(t, j.Flush())
 	segs := j.Segments()
 	require.Greater(t, len(segs), 2)
-	require.Error(t, j.Remove(j.Current()), "Remove(current)")
-	require.NoError(t, j.Remove(segs[0]), "Remove(%d)", segs[0])
+	require.Error(t, j.RemoveBelow(j.Current()+1), "RemoveBelow(current+1)")
+	require.NoError(t, j.RemoveBelow(segs[1]), "RemoveBelow(%d)", segs[1])
 	_, err := os.Stat(filepath.Join(dir, fmt.Sprintf("%08x.seg", segs[0])))
 	assert.True(t, os.IsNotExist(err), "segment file still exists: %v", err)
 	require.NoError(t, j.Close())

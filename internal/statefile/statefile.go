@@ -19,6 +19,17 @@
 //	data    [length]byte
 //
 // Nothing may follow the data.
+//
+// # Hostile paths
+//
+// Load reads only a regular file, and at most [MaxSize] bytes of data plus
+// the header. The path itself must not be a symlink, a FIFO, a device or a
+// directory: such a path is reported as [ErrCorrupt] at once, without
+// reading from it (on Unix systems the file is opened with O_NOFOLLOW and
+// O_NONBLOCK, so neither a FIFO without a writer nor /dev/zero can make
+// Load block or allocate). Save writes by renaming a new file over the
+// path, so a symlink there would be replaced rather than followed; Save
+// refuses such a path too.
 package statefile
 
 import (
@@ -27,6 +38,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -77,14 +89,13 @@ func (f *File) Path() string { return f.path }
 
 // Load returns the record's data and version. It returns an error wrapping
 // [ErrNotFound] when no file exists, [ErrCorrupt] when the file is damaged,
-// and the file system's error when it cannot be read.
+// and the file system's error when it cannot be read. A path that is not a
+// regular file, or a file larger than a record can be, is [ErrCorrupt]
+// (see the package documentation).
 func (f *File) Load() (data []byte, version uint64, err error) {
-	raw, err := os.ReadFile(f.path)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, 0, fmt.Errorf("%w: %s", ErrNotFound, f.path)
-	}
+	raw, err := readRegular(f.path)
 	if err != nil {
-		return nil, 0, fmt.Errorf("statefile: read %s: %w", f.path, err)
+		return nil, 0, err
 	}
 	data, version, err = decode(raw)
 	if err != nil {
@@ -121,6 +132,42 @@ func (f *File) Save(data []byte, expect uint64) (uint64, error) {
 		return 0, err
 	}
 	return next, nil
+}
+
+// readRegular reads the regular file at path, refusing anything else and
+// anything larger than a record can be.
+func readRegular(path string) ([]byte, error) {
+	fd, err := os.OpenFile(path, openFlags, 0)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return nil, fmt.Errorf("%w: %s", ErrNotFound, path)
+	case isSymlinkErr(err):
+		return nil, fmt.Errorf("%w: %s is a symlink, not a regular file", ErrCorrupt, path)
+	case err != nil:
+		return nil, fmt.Errorf("statefile: open %s: %w", path, err)
+	}
+	defer fd.Close()
+	st, err := fd.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("statefile: stat %s: %w", path, err)
+	}
+	if !st.Mode().IsRegular() {
+		return nil, fmt.Errorf("%w: %s is not a regular file (%v)", ErrCorrupt, path, st.Mode().Type())
+	}
+	const limit = headerSize + MaxSize
+	if st.Size() > limit {
+		return nil, fmt.Errorf("%w: %s holds %d bytes, more than the %d a record can take", ErrCorrupt, path, st.Size(), limit)
+	}
+	// The file may grow between Stat and the read; read one byte past the
+	// limit to notice.
+	raw, err := io.ReadAll(io.LimitReader(fd, limit+1))
+	if err != nil {
+		return nil, fmt.Errorf("statefile: read %s: %w", path, err)
+	}
+	if len(raw) > limit {
+		return nil, fmt.Errorf("%w: %s holds more than the %d bytes a record can take", ErrCorrupt, path, limit)
+	}
+	return raw, nil
 }
 
 func encode(data []byte, version uint64) []byte {

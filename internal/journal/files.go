@@ -1,0 +1,197 @@
+package journal
+
+import (
+	"io"
+	"io/fs"
+	"os"
+	"sync"
+)
+
+// FS is the file layer a Journal reads and writes through. The zero
+// Options use the operating system's files; tests substitute a layer that
+// fails on demand (see [FaultFS]) so that the real write path meets
+// failed syncs and full disks.
+type FS interface {
+	// OpenFile opens a file like os.OpenFile.
+	OpenFile(name string, flag int, perm fs.FileMode) (File, error)
+	// Remove deletes a file like os.Remove.
+	Remove(name string) error
+}
+
+// File is an open segment file.
+type File interface {
+	io.ReaderAt
+	io.WriterAt
+	Sync() error
+	Truncate(size int64) error
+	Stat() (fs.FileInfo, error)
+	Close() error
+	Name() string
+}
+
+type osFS struct{}
+
+func (osFS) OpenFile(name string, flag int, perm fs.FileMode) (File, error) {
+	f, err := os.OpenFile(name, flag|noFollow, perm)
+	if err != nil {
+		return nil, err
+	}
+	return f, nil
+}
+
+func (osFS) Remove(name string) error { return os.Remove(name) }
+
+// FaultFS is an [FS] on the operating system's files that fails on demand:
+// after FailSync every Sync returns the given error, and after FailWrite
+// every WriteAt that would grow a file writes what fits below the current
+// end (nothing, when appending) and returns the error, as a full disk
+// does, and creating a file fails with it; writes inside a file's current
+// size still work, as they need no new space. Passing nil heals it. A FaultFS is safe for
+// concurrent use; its zero value passes everything through.
+type FaultFS struct {
+	mu       sync.Mutex // guards the fields below
+	syncErr  error
+	writeErr error
+}
+
+// FailSync makes every later Sync return err; nil stops the failures.
+func (f *FaultFS) FailSync(err error) {
+	f.mu.Lock()
+	f.syncErr = err
+	f.mu.Unlock()
+}
+
+// FailWrite makes every later WriteAt that would grow a file, and every
+// creation of a file, fail with err; nil stops the failures.
+func (f *FaultFS) FailWrite(err error) {
+	f.mu.Lock()
+	f.writeErr = err
+	f.mu.Unlock()
+}
+
+func (f *FaultFS) errs() (sync, write error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.syncErr, f.writeErr
+}
+
+// OpenFile opens a file whose writes and syncs obey the injected faults.
+func (f *FaultFS) OpenFile(name string, flag int, perm fs.FileMode) (File, error) {
+	if _, werr := f.errs(); werr != nil && flag&os.O_CREATE != 0 {
+		return nil, &fs.PathError{Op: "open", Path: name, Err: werr}
+	}
+	file, err := osFS{}.OpenFile(name, flag, perm)
+	if err != nil {
+		return nil, err
+	}
+	return &faultFile{File: file, fs: f}, nil
+}
+
+// Remove deletes a file; removing always works, even on a full disk.
+func (f *FaultFS) Remove(name string) error { return os.Remove(name) }
+
+type faultFile struct {
+	File
+	fs *FaultFS
+}
+
+func (f *faultFile) WriteAt(b []byte, off int64) (int, error) {
+	if _, err := f.fs.errs(); err != nil {
+		st, serr := f.File.Stat()
+		if serr != nil {
+			return 0, serr
+		}
+		if room := st.Size() - off; room < int64(len(b)) {
+			n := 0
+			if room > 0 {
+				n, _ = f.File.WriteAt(b[:room], off)
+			}
+			return n, &fs.PathError{Op: "write", Path: f.Name(), Err: err}
+		}
+	}
+	return f.File.WriteAt(b, off)
+}
+
+func (f *faultFile) Sync() error {
+	if err, _ := f.fs.errs(); err != nil {
+		return &fs.PathError{Op: "sync", Path: f.Name(), Err: err}
+	}
+	return f.File.Sync()
+}
+
+// readCache keeps a few sealed segments open for reading, so that the
+// number of open descriptors stays bounded whatever the backlog.
+type readCache struct {
+	mu    sync.Mutex // guards the fields below
+	files map[uint32]File
+	order []uint32 // oldest use first
+}
+
+// readCacheSize is how many sealed segments stay open for reading.
+const readCacheSize = 4
+
+// with calls fn with the open file of segment id, opening it with open if
+// it is not cached and closing the least recently used one if the cache is
+// full. The cache's lock is held during fn, so no file is closed under a
+// reader.
+func (c *readCache) with(id uint32, open func() (File, error), fn func(File) error) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	f, ok := c.files[id]
+	if ok {
+		c.touch(id)
+		return fn(f)
+	}
+	f, err := open()
+	if err != nil {
+		return err
+	}
+	if c.files == nil {
+		c.files = make(map[uint32]File)
+	}
+	if len(c.order) >= readCacheSize {
+		old := c.order[0]
+		c.order = c.order[1:]
+		c.files[old].Close()
+		delete(c.files, old)
+	}
+	c.files[id] = f
+	c.order = append(c.order, id)
+	return fn(f)
+}
+
+func (c *readCache) touch(id uint32) {
+	for i, x := range c.order {
+		if x == id {
+			copy(c.order[i:], c.order[i+1:])
+			c.order[len(c.order)-1] = id
+			return
+		}
+	}
+}
+
+// drop closes segment id if it is cached.
+func (c *readCache) drop(id uint32) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if f, ok := c.files[id]; ok {
+		f.Close()
+		delete(c.files, id)
+		for i, x := range c.order {
+			if x == id {
+				c.order = append(c.order[:i], c.order[i+1:]...)
+				break
+			}
+		}
+	}
+}
+
+func (c *readCache) closeAll() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for id, f := range c.files {
+		f.Close()
+		delete(c.files, id)
+	}
+	c.order = nil
+}
