@@ -16,20 +16,27 @@ func work(context.Context) (int, error) { return 42, nil }
 
 // BenchmarkWrap compares a direct call with a call through Wrap that
 // passes through: with no faults, with faults that let every call through,
-// and with a schedule, which reads the clock on every call. An error rate
-// of 1e-15 makes every call draw its fate while failing none in practice.
+// and with a schedule, which reads the clock on every call; then with the
+// same faults switched on by Injector.Set, and with a Set undone by Clear,
+// which must cost what no faults cost. An error rate of 1e-15 makes every
+// call draw its fate while failing none in practice.
 func BenchmarkWrap(b *testing.B) {
 	ctx := context.Background()
+	drawn := chaos.Faults{ErrorRate: 1e-15}
 	injectors := []struct {
-		name string
-		s    chaos.Settings
+		name  string
+		s     chaos.Settings
+		set   *chaos.Faults // passed to Set after New, if not nil
+		clear bool          // call Clear after that
 	}{
-		{"no faults", chaos.Settings{}},
-		{"error rate drawn", chaos.Settings{Faults: chaos.Faults{ErrorRate: 1e-15}}},
+		{"no faults", chaos.Settings{}, nil, false},
+		{"error rate drawn", chaos.Settings{Faults: drawn}, nil, false},
 		{"schedule", chaos.Settings{Phases: []chaos.Phase{
 			{Start: 0, Duration: time.Hour},
 			{Start: time.Hour, Faults: chaos.Faults{ErrorRate: 1}},
-		}}},
+		}}, nil, false},
+		{"no faults after Set and Clear", chaos.Settings{}, &drawn, true},
+		{"error rate drawn by Set", chaos.Settings{}, &drawn, false},
 	}
 	b.Run("direct", func(b *testing.B) {
 		b.ReportAllocs()
@@ -43,6 +50,14 @@ func BenchmarkWrap(b *testing.B) {
 		in, err := chaos.New(tt.s)
 		if err != nil {
 			b.Fatal(err)
+		}
+		if tt.set != nil {
+			if err := in.Set(*tt.set); err != nil {
+				b.Fatal(err)
+			}
+		}
+		if tt.clear {
+			in.Clear()
 		}
 		fn := chaos.Wrap(work, in)
 		b.Run("Wrap "+tt.name, func(b *testing.B) {
@@ -64,6 +79,25 @@ func BenchmarkWrap(b *testing.B) {
 		b.RunParallel(func(pb *testing.PB) {
 			for pb.Next() {
 				if _, err := fn(ctx); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	})
+	// The same faults switched on by Set, with calls on every core.
+	set, err := chaos.New(chaos.Settings{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := set.Set(drawn); err != nil {
+		b.Fatal(err)
+	}
+	setFn := chaos.Wrap(work, set)
+	b.Run("Wrap error rate drawn by Set parallel", func(b *testing.B) {
+		b.ReportAllocs()
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				if _, err := setFn(ctx); err != nil {
 					b.Fatal(err)
 				}
 			}

@@ -9,7 +9,9 @@ import (
 
 // Injector decides, call by call, which faults to inject, following its
 // Settings: the faults that apply when no phase does, a schedule of phases
-// on a timeline, and a seed. It counts what it injected; see [Stats].
+// on a timeline, and a seed. A test can also switch faults on and off while
+// it runs with [Injector.Set] and [Injector.Clear]; faults set that way win
+// over the timeline until cleared. It counts what it injected; see [Stats].
 //
 // An Injector is used through [Wrap] for functions, [Transport] for HTTP
 // clients, or [Injector.Inject] for anything else. Create one with [New];
@@ -19,8 +21,17 @@ import (
 // An Injector is safe for concurrent use. It starts no goroutines.
 type Injector struct {
 	start  time.Time
+	seed   uint64
 	base   slot   // Settings.Faults, used when no phase applies
 	phases []slot // one per Settings.Phases, in order
+
+	// set holds the faults of the last Set, or nil when none apply. It is
+	// read on every call, before the timeline, so it is an atomic pointer
+	// to a slot that Set makes afresh and nothing mutates but its counter.
+	set atomic.Pointer[slot]
+	// setCalls counts the calls that fell in a slot made by Set, since
+	// those slots are dropped by the next Set or Clear.
+	setCalls atomic.Uint64
 
 	// Counters of outcomes. The number of calls is the sum of the slots'
 	// counters, so it needs no counter of its own.
@@ -49,7 +60,7 @@ func New(s Settings) (*Injector, error) {
 	if err := s.Validate(); err != nil {
 		return nil, err
 	}
-	in := &Injector{start: s.Start}
+	in := &Injector{start: s.Start, seed: s.Seed}
 	if in.start.IsZero() {
 		in.start = time.Now()
 	}
@@ -85,8 +96,58 @@ func (s *slot) init(p Phase, seed uint64, index int) {
 	}
 }
 
-// now returns the slot that applies at this moment.
-func (in *Injector) now() *slot {
+// Set makes f apply to every call from now on, in place of the timeline:
+// neither Settings.Faults nor any phase applies until [Injector.Clear] is
+// called, or Set is called again with other faults. Set(Faults{}) switches
+// every fault off, even during a phase of the schedule. It is how a test
+// scripts "outage now" and "recovered now" without computing offsets on the
+// timeline:
+//
+//	inj.Set(chaos.Faults{ErrorRate: 1, Status: http.StatusServiceUnavailable})
+//	// ... the dependency is down
+//	inj.Clear()
+//
+// Each Set starts a fresh pattern of decisions: the calls after Set(f)
+// draw their fates as the calls of a new injector with Faults f and the
+// same seed would, call 0, 1, 2, … (see Determinism in the package
+// documentation). Calls already past their draw keep the fate they drew;
+// in particular a call hanging when Set or Clear is called hangs until its
+// context ends, as a connection a dead server accepted would.
+//
+// Set returns an error wrapping [ErrInvalidSettings], naming the field, if
+// f is invalid (see [Settings.Validate]); the faults in force then stay as
+// they were. Set is safe to call concurrently with calls and with other
+// calls to Set and Clear; the last one to run wins. On a nil Injector it
+// does nothing and returns nil.
+func (in *Injector) Set(f Faults) error {
+	if in == nil {
+		return nil
+	}
+	if err := f.validate("Faults"); err != nil {
+		return err
+	}
+	s := new(slot)
+	s.init(Phase{Faults: f}, in.seed, 0)
+	in.set.Store(s)
+	return nil
+}
+
+// Clear switches off the faults of [Injector.Set], so that the timeline of
+// Settings applies again from the next call on: the phase of the schedule
+// that applies at that moment, or else Settings.Faults. Calls in the
+// timeline's slots go on with the pattern they were drawing, as if no Set
+// had happened. Clear on an injector with nothing set, or a nil Injector,
+// does nothing. It is safe for concurrent use, like Set.
+func (in *Injector) Clear() {
+	if in == nil {
+		return
+	}
+	in.set.Store(nil)
+}
+
+// timeline returns the slot of the timeline that applies at this moment:
+// a phase's, or the base slot.
+func (in *Injector) timeline() *slot {
 	if len(in.phases) == 0 {
 		return &in.base
 	}
@@ -117,7 +178,12 @@ const (
 // stopped, the context's error. It counts every outcome but fail, which
 // its caller counts as an error or a status.
 func (in *Injector) enter(ctx context.Context) (*slot, outcome, error) {
-	s := in.now()
+	s := in.set.Load()
+	if s != nil {
+		in.setCalls.Add(1)
+	} else {
+		s = in.timeline()
+	}
 	n := s.n.Add(1) - 1
 	if s.none {
 		in.passed.Add(1)
@@ -248,7 +314,7 @@ func (in *Injector) Stats() Stats {
 	if in == nil {
 		return Stats{}
 	}
-	calls := in.base.n.Load()
+	calls := in.base.n.Load() + in.setCalls.Load()
 	for i := range in.phases {
 		calls += in.phases[i].n.Load()
 	}
@@ -265,12 +331,17 @@ func (in *Injector) Stats() Stats {
 
 // Current returns the phase that applies now and true, or, when none does,
 // a Phase holding Settings.Faults (with no name, start or duration) and
-// false. A nil Injector returns the zero Phase and false.
+// false. While faults set with [Injector.Set] apply, it returns them as a
+// Phase with no name, start or duration, and true. A nil Injector returns
+// the zero Phase and false.
 func (in *Injector) Current() (Phase, bool) {
 	if in == nil {
 		return Phase{}, false
 	}
-	s := in.now()
+	if s := in.set.Load(); s != nil {
+		return s.phase, true
+	}
+	s := in.timeline()
 	return s.phase, s != &in.base
 }
 

@@ -64,6 +64,25 @@
 // nanosecond and sees the new one, without waiting at all.
 // [Injector.Current] reports the phase that applies now.
 //
+// # Switching faults by hand
+//
+// A test that drives a story step by step — healthy, then "outage now",
+// then "recovered now" — need not compute offsets on a timeline.
+// [Injector.Set] makes its Faults apply to every call from then on, and
+// [Injector.Clear] hands control back to the timeline:
+//
+//	in.Set(chaos.Faults{ErrorRate: 1})              // connection refused
+//	in.Set(chaos.Faults{ErrorRate: 1, Status: 503}) // overloaded
+//	in.Clear()                                      // Settings again
+//
+// Faults set by hand win: while they are set, neither Settings.Faults nor
+// any phase applies, whatever the clock says, and Set(Faults{}) switches
+// every fault off even during a scheduled outage. Clear returns to the
+// phase (or Settings.Faults) that applies at that moment. Set and Clear
+// are safe to call while calls run on other goroutines; a call meets the
+// faults in force when it reaches the injector, read through one atomic
+// load, so an injector nobody switches costs what it cost before.
+//
 // # Determinism
 //
 // Decisions come from a counter-based generator, not a shared random
@@ -81,8 +100,14 @@
 //     so the numbers of hangs, failures and delays among them, and hence
 //     [Stats], are the same as in a serial run.
 //
+// Faults set with Set count as a phase of their own that begins at the
+// Set: the calls after Set(f) draw as the first calls of a new injector
+// with Faults f and the same seed would. The timeline's own numbering
+// pauses meanwhile and resumes after Clear.
+//
 // What is left to chance is only which calls fall in which phase when calls
-// race a phase boundary; under synctest that too is exact.
+// race a phase boundary, or a Set; under synctest the former is exact, and
+// a test that calls Set between its calls makes the latter exact too.
 //
 // # Counting
 //

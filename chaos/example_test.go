@@ -156,3 +156,53 @@ func ExampleInjector_Inject() {
 	// Output:
 	// 200 502 200 502 200 502
 }
+
+func ExampleInjector_Set() {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "checked in")
+	}))
+	defer srv.Close()
+
+	// No faults in the settings: the test switches them by hand.
+	in, err := chaos.New(chaos.Settings{})
+	if err != nil {
+		panic(err)
+	}
+	client := &http.Client{Transport: chaos.Transport(srv.Client().Transport, in)}
+	get := func(step string) {
+		resp, err := client.Get(srv.URL)
+		if errors.Is(err, syscall.ECONNREFUSED) {
+			fmt.Println(step + ": connection refused")
+			return
+		}
+		if err != nil {
+			panic(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		line := step + ": " + resp.Status
+		if ra := resp.Header.Get("Retry-After"); ra != "" {
+			line += ", retry after " + ra + "s"
+		}
+		fmt.Println(line)
+	}
+
+	get("healthy")
+	if err := in.Set(chaos.Faults{ErrorRate: 1}); err != nil { // the host is gone
+		panic(err)
+	}
+	get("outage")
+	if err := in.Set(chaos.Faults{ErrorRate: 1, Status: http.StatusServiceUnavailable, RetryAfter: time.Second}); err != nil {
+		panic(err)
+	}
+	get("overloaded")
+	in.Clear() // back to the timeline, which has no faults
+	get("recovered")
+	fmt.Printf("%+v\n", in.Stats())
+	// Output:
+	// healthy: 200 OK
+	// outage: connection refused
+	// overloaded: 503 Service Unavailable, retry after 1s
+	// recovered: 200 OK
+	// {Calls:4 Passed:2 Errors:1 Statuses:1 Hangs:0 Delayed:0 Canceled:0}
+}
