@@ -66,6 +66,46 @@
 //
 //	retry.Transport → breaker.Transport → chaos.Transport → http.DefaultTransport
 //
+// # Using ringfence with cloud SDKs
+//
+// Hand the SDK the *http.Client built above, and follow five rules (the
+// README's guide has the SDK code, and Example_cloudSDKClient runs the
+// stack against an offline object store):
+//
+//   - One retry layer only. Retries stacked on the SDK's own multiply the
+//     load on a failing service (three by three is nine requests per call),
+//     so turn the SDK's off: Azure with azcore.ClientOptions{Retry:
+//     policy.RetryOptions{MaxRetries: -1}}, Google Cloud Storage with
+//     client.SetRetry(storage.WithPolicy(storage.RetryNever)) (and
+//     storage.WithJSONReads(), so that reads too have the /b/{bucket}/ path
+//     a breaker key can parse), AWS with config.WithRetryer(func()
+//     aws.Retryer { return aws.NopRetryer{} }). Or keep the SDK's and drop
+//     retry.Transport, keeping breaker.Transport beneath the SDK.
+//   - Authentication goes beneath ringfence's transports:
+//     retry.Transport → breaker.Transport → the authenticating transport →
+//     the network, so that every attempt carries a fresh token and a 401 is
+//     seen as the answer it is, not as an outage.
+//   - One breaker per bucket or account, through
+//     breaker.TransportOptions.Key: the default key, the URL's host, is one
+//     per Azure storage account, but a single one shared by every Cloud
+//     Storage bucket.
+//   - A POST upload is retried only with an Idempotency-Key (or
+//     X-Idempotency-Key) header; without one it is sent once. Durable writes
+//     go through a fallback.Deferred step, whose outbox item carries the key.
+//   - Tell fallback chains which SDK errors mean "unavailable": the
+//     default, fallback.Unavailable, never falls back on a 4xx other than
+//     408 and 429 carried by a *retry.StatusError or an error with an
+//     HTTPStatusCode() int method (as the AWS SDK's have); errors that keep
+//     the status in a field (Azure's *azcore.ResponseError StatusCode,
+//     Google's *googleapi.Error Code) plug in through
+//     fallback.ChainSettings.ShouldFallback and fallback.UnavailableStatus.
+//
+// Give each call a deadline: when the primary uses it up, a chain's local
+// fallbacks still run, under a short time of the chain's own
+// (fallback.ChainSettings.FallbackTimeout), and a write that timed out,
+// whose outcome is unknown, is deferred to the outbox rather than lost or
+// sent elsewhere.
+//
 // # Errors callers check
 //
 // Every rejection is a sentinel error matched with errors.Is; errors that
@@ -79,6 +119,8 @@
 //     unwraps to the last attempt's error.
 //   - fallback.ErrAllFailed: every step of a chain failed; the error joins
 //     each step's error, so errors.Is finds every cause.
+//   - fallback.ErrUnknownOutcome: a write may or may not have been applied,
+//     and was not deferred.
 //   - fallback.ErrCorrupt: the outbox's files failed their checksums.
 //   - rollout.ErrFailSafe: the stored rollout state could not be trusted,
 //     so every key is served the baseline; it wraps the cause, such as

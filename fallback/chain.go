@@ -26,7 +26,18 @@ var (
 	// ErrNotCached is returned by a stale step that holds no value for the
 	// key, or only one older than the cache's MaxAge.
 	ErrNotCached = errors.New("fallback: no cached value young enough")
+	// ErrUnknownOutcome is found in Run's error when the primary of a
+	// chain with a Deferred step failed in a way that leaves the write's
+	// outcome unknown (it timed out, or the caller canceled it in flight),
+	// and the write was not deferred: it may or may not have been applied.
+	ErrUnknownOutcome = errors.New("fallback: the write may or may not have been applied")
 )
+
+// DefaultFallbackTimeout is the time local fallback steps get once the
+// caller's deadline has passed, when ChainSettings.FallbackTimeout is
+// zero: enough for a cache lookup or an outbox's fsync, short enough that
+// a caller who is already late is not kept waiting much longer.
+const DefaultFallbackTimeout = 250 * time.Millisecond
 
 // Kind says what sort of step produced a value.
 type Kind uint8
@@ -136,8 +147,10 @@ func isNoFallback(err error) bool { return errors.Is(err, errNoFallback) }
 
 // ChainSettings configures a [Chain]. Every zero field means the default
 // its comment states, so ChainSettings{} gives a chain that is always in
-// ModeAuto, calls the primary once and falls back on any error but the
-// built-in exceptions.
+// ModeAuto, calls the primary once, falls back on every error that means
+// "unavailable" (see [Unavailable]), gives local fallbacks
+// DefaultFallbackTimeout once the caller's deadline has passed, and
+// defers writes of unknown outcome.
 type ChainSettings struct {
 	// Switch, if not nil, supplies the mode, read once at the start of
 	// every Run. Nil means always ModeAuto.
@@ -146,24 +159,69 @@ type ChainSettings struct {
 	// Breaker, if not nil, guards every call of the primary (see
 	// breaker.Do): while it is open the primary is not called and the
 	// chain falls back at once. A call whose error is wrapped by
-	// NoFallback counts as a success, since the dependency answered and
-	// the request was at fault. Nil means no breaker.
+	// NoFallback, or that ShouldFallback says is not an outage (such as
+	// a 404), counts as a success, since the dependency answered. Nil
+	// means no breaker.
 	Breaker *breaker.Breaker
 
 	// Retry, if not nil, retries the primary under this policy before the
 	// chain falls back (see retry.Do). Retries wrap the Breaker, so each
 	// attempt passes through it and an open breaker's error (which asks
 	// for a delay) ends the retries. The chain copies the policy and never
-	// retries an error wrapped by NoFallback. Nil means one attempt.
+	// retries an error wrapped by NoFallback or one that ShouldFallback
+	// says is not an outage. Nil means one attempt.
 	Retry *retry.Policy
 
-	// ShouldFallback reports whether a step's error lets the chain go on
-	// to the next step. It is consulted after the built-in rules, so it
-	// can stop the chain on more errors but cannot make it go on after an
-	// error wrapped by NoFallback or after the caller's context was
-	// canceled. Nil means every other error falls back. It runs on the
-	// goroutine that called Run.
+	// ShouldFallback is the chain's classifier: it reports whether a
+	// step's error means the dependency is unavailable, so that the chain
+	// may go on to the next step. Nil means [Unavailable], which falls
+	// back on every error except one carrying an HTTP status of 4xx other
+	// than 408 and 429 (a not-found is an answer, not an outage). Set it
+	// to classify an SDK's own error type, falling back to Unavailable
+	// for the rest:
+	//
+	//	ShouldFallback: func(err error) bool {
+	//		var re *azcore.ResponseError
+	//		if errors.As(err, &re) {
+	//			return fallback.UnavailableStatus(re.StatusCode)
+	//		}
+	//		return fallback.Unavailable(err)
+	//	},
+	//
+	// It is consulted after the built-in rules, so it cannot make the
+	// chain go on after an error wrapped by NoFallback or after the
+	// caller's context was canceled. When it says a write's last error is
+	// the dependency's answer (a 409 Conflict after an attempt that timed
+	// out, say), Run returns that answer, marked with ErrUnknownOutcome if
+	// an earlier attempt may have been applied, rather than deferring the
+	// write. It runs on the goroutine that called Run, possibly inside the
+	// breaker's and the retry policy's calls, and must be safe for
+	// concurrent use.
 	ShouldFallback func(error) bool
+
+	// FallbackTimeout is the time local fallback steps (Stale, Static,
+	// Manual and Deferred) get once the caller's deadline has passed, for
+	// instance because the primary hung until it: they then run with a
+	// context that keeps the caller's values but not its deadline,
+	// bounded by FallbackTimeout from the moment the chain first needs
+	// it. Alternate steps, which call a remote copy, get no extra time.
+	// A caller who canceled gets none either: Run returns at once. Zero
+	// means DefaultFallbackTimeout (250ms); it must not be negative.
+	FallbackTimeout time.Duration
+
+	// ReportUnknownOutcome changes what a chain with a Deferred step does
+	// with a write whose outcome is unknown: one whose primary call (any
+	// attempt of it) timed out, was canceled in flight or got 504 Gateway
+	// Timeout, so that it may have been applied. By default (false) such a write skips the steps
+	// before the deferred one (an alternate must not receive a write the
+	// primary may have applied) and is deferred: the outbox item carries
+	// the idempotency key, so its replay makes the outcome certain
+	// without applying the write twice, and the Source has KindDeferred.
+	// With true, Run returns at once with an error wrapping
+	// ErrUnknownOutcome and the primary's error, and nothing is deferred;
+	// choose it when the receiver cannot deduplicate by key. A chain
+	// without a Deferred step ignores the field.
+	ReportUnknownOutcome bool
 }
 
 // Chain runs one operation against its primary and, when the primary is
@@ -181,10 +239,12 @@ type Chain[Req, Resp any] struct {
 	// deferredAt is the index in fallbacks of the deferred step, or -1.
 	deferredAt int
 
-	sw      *Switch
-	breaker *breaker.Breaker
-	retry   *retry.Policy
-	should  func(error) bool
+	sw            *Switch
+	breaker       *breaker.Breaker
+	retry         *retry.Policy
+	should        func(error) bool
+	fallbackTime  time.Duration
+	reportUnknown bool
 }
 
 // NewChain returns a chain called name that calls primary, made with
@@ -193,7 +253,7 @@ type Chain[Req, Resp any] struct {
 // It returns an error naming the problem for a step not made by one of
 // this package's step constructors, a primary of the wrong kind or a
 // fallback of kind primary, an empty step name, more than one deferred
-// step, or an invalid Retry policy.
+// step, an invalid Retry policy, or a negative FallbackTimeout.
 func NewChain[Req, Resp any](name string, settings ChainSettings, primary Step[Req, Resp], fallbacks ...Step[Req, Resp]) (*Chain[Req, Resp], error) {
 	if primary.kind != KindPrimary || primary.do == nil {
 		return nil, fmt.Errorf("fallback: chain %q: the primary step must be made with Primary", name)
@@ -201,14 +261,25 @@ func NewChain[Req, Resp any](name string, settings ChainSettings, primary Step[R
 	if primary.name == "" {
 		return nil, fmt.Errorf("fallback: chain %q: the primary step has an empty name", name)
 	}
+	if settings.FallbackTimeout < 0 {
+		return nil, fmt.Errorf("fallback: chain %q: ChainSettings.FallbackTimeout must be >= 0, got %v", name, settings.FallbackTimeout)
+	}
 	c := &Chain[Req, Resp]{
-		name:       name,
-		primary:    primary,
-		fallbacks:  append([]Step[Req, Resp](nil), fallbacks...),
-		sw:         settings.Switch,
-		breaker:    settings.Breaker,
-		should:     settings.ShouldFallback,
-		deferredAt: -1,
+		name:          name,
+		primary:       primary,
+		fallbacks:     append([]Step[Req, Resp](nil), fallbacks...),
+		sw:            settings.Switch,
+		breaker:       settings.Breaker,
+		should:        settings.ShouldFallback,
+		fallbackTime:  settings.FallbackTimeout,
+		reportUnknown: settings.ReportUnknownOutcome,
+		deferredAt:    -1,
+	}
+	if c.should == nil {
+		c.should = Unavailable
+	}
+	if c.fallbackTime == 0 {
+		c.fallbackTime = DefaultFallbackTimeout
 	}
 	for i, st := range fallbacks {
 		switch {
@@ -235,7 +306,7 @@ func NewChain[Req, Resp any](name string, settings ChainSettings, primary Step[R
 		}
 		userRetryable := p.IsRetryable
 		p.IsRetryable = func(err error) bool {
-			if isNoFallback(err) {
+			if c.answered(err) {
 				return false
 			}
 			return userRetryable == nil || userRetryable(err)
@@ -259,63 +330,102 @@ func (c *Chain[Req, Resp]) Name() string { return c.name }
 // call feeds the caches of the chain's stale steps.
 //
 // A failed step leads to the next one unless its error is wrapped by
-// NoFallback, the caller's ctx was canceled, or ShouldFallback says no;
-// then Run returns at once, with that step's *StepError (joined with the
-// earlier steps' errors, and with context.Canceled when ctx was
-// canceled). When every step failed, the error joins (errors.Join) an
-// error wrapping ErrAllFailed with every step's *StepError, in order, so
-// errors.Is finds each cause; in ModeManual the primary's place is taken
-// by ErrManualMode.
+// NoFallback, the caller's ctx was canceled, or ShouldFallback says the
+// error is not an outage; then Run returns at once, with that step's
+// *StepError (joined with the earlier steps' errors, and with
+// context.Canceled when ctx was canceled). When every step failed, the
+// error joins (errors.Join) an error wrapping ErrAllFailed with every
+// step's *StepError, in order, so errors.Is finds each cause; in
+// ModeManual the primary's place is taken by ErrManualMode.
+//
+// A passed deadline is not a cancellation: once ctx's deadline has
+// passed, the local fallback steps still run, under a context of the
+// chain's own (see ChainSettings.FallbackTimeout), so that a primary that
+// hung until the deadline still leaves time to serve stale data or to
+// defer a write. A canceled ctx means the caller has gone: Run returns at
+// once without trying further steps.
 //
 // A chain with a [Deferred] step also keeps the writes of each stream in
 // order: while earlier writes on the request's stream wait in the outbox,
 // Run skips every step before the deferred one and queues the write
 // behind them; the primary's place in the errors is then taken by
 // ErrStreamPending. In ModePrimary, which never falls back, Run returns
-// that error instead.
+// that error instead. A write whose outcome is unknown goes straight to
+// the deferred step too (see ChainSettings.ReportUnknownOutcome); when
+// it is not deferred, Run's error wraps ErrUnknownOutcome.
 //
 // In a chain without a deferred step, Run adds no allocation to the
-// steps' own, whether the primary answers or a fallback does; only the
-// error of a call that fails is built on the heap.
+// steps' own, whether the primary answers or a fallback does (a
+// fallback's own context, made only once the caller's deadline has
+// passed, aside); only the error of a call that fails is built on the
+// heap.
 func (c *Chain[Req, Resp]) Run(ctx context.Context, req Req) (Resp, Source, error) {
-	mode := ModeAuto
+	r := run{mode: ModeAuto}
 	if c.sw != nil {
-		mode = c.sw.Mode()
+		r.mode = c.sw.Mode()
 	}
-	var (
-		w   pendingWrite
-		buf [4]failure[Req, Resp] // the steps' errors, kept off the heap for short chains
-	)
+	var buf [4]failure[Req, Resp] // the steps' errors, kept off the heap for short chains
 	fails := buf[:0]
 	if c.deferredAt >= 0 {
-		queued, err := c.queuedBehind(req, &w)
+		queued, err := c.queuedBehind(req, &r.w)
 		if err != nil {
 			fails = append(fails, failure[Req, Resp]{&c.fallbacks[c.deferredAt], err})
-			return c.fail(ctx, mode, fails, false)
+			return c.fail(ctx, &r, fails, false)
 		}
 		if queued {
 			// Earlier writes on this stream wait in the outbox: this one
 			// goes behind them instead of overtaking them.
 			fails = append(fails, failure[Req, Resp]{&c.primary, ErrStreamPending})
-			if mode == ModePrimary {
-				return c.fail(ctx, mode, fails, false)
+			if r.mode == ModePrimary {
+				return c.fail(ctx, &r, fails, false)
 			}
-			return c.runFallbacks(ctx, req, mode, c.deferredAt, fails, &w)
+			return c.runFallbacks(ctx, req, &r, c.deferredAt, fails)
 		}
 	}
-	if mode == ModeManual {
+	if r.mode == ModeManual {
 		fails = append(fails, failure[Req, Resp]{&c.primary, ErrManualMode})
-	} else {
-		v, err := c.callPrimary(ctx, req)
-		if err == nil {
-			return v, Source{Step: c.primary.name, Kind: KindPrimary, Mode: mode}, nil
-		}
-		fails = append(fails, failure[Req, Resp]{&c.primary, err})
-		if mode == ModePrimary || c.stops(ctx, err) {
-			return c.fail(ctx, mode, fails, false)
-		}
+		return c.runFallbacks(ctx, req, &r, 0, fails)
 	}
-	return c.runFallbacks(ctx, req, mode, 0, fails, &w)
+	v, err := c.callPrimary(ctx, req, &r)
+	if err == nil {
+		return v, Source{Step: c.primary.name, Kind: KindPrimary, Mode: r.mode}, nil
+	}
+	fails = append(fails, failure[Req, Resp]{&c.primary, err})
+	switch {
+	case r.mode == ModePrimary || isNoFallback(err) || canceled(ctx) || !c.should(err):
+		return c.fail(ctx, &r, fails, false)
+	case r.unknown:
+		// The write may have been applied: only the deferred step, whose
+		// replay carries the idempotency key, can make its outcome
+		// certain.
+		if c.reportUnknown {
+			return c.fail(ctx, &r, fails, false)
+		}
+		return c.runFallbacks(ctx, req, &r, c.deferredAt, fails)
+	}
+	return c.runFallbacks(ctx, req, &r, 0, fails)
+}
+
+// run is the state of one Run call.
+type run struct {
+	mode Mode
+	// w carries the deferred write's item, if the chain has a deferred
+	// step.
+	w pendingWrite
+	// unknown is set when an attempt of a chain with a deferred step
+	// failed in a way that leaves the write's outcome unknown.
+	unknown bool
+	// fbCtx is the local fallbacks' own context, made once the caller's
+	// deadline has passed; cancel releases it when runFallbacks returns.
+	fbCtx  context.Context
+	cancel context.CancelFunc
+}
+
+// release frees the fallbacks' own context, if one was made.
+func (r *run) release() {
+	if r.cancel != nil {
+		r.cancel()
+	}
 }
 
 // failure is a step's error, kept as it is until Run has to return it, so
@@ -325,17 +435,28 @@ type failure[Req, Resp any] struct {
 	err  error
 }
 
+// canceled reports whether the caller canceled ctx (rather than let its
+// deadline pass).
+func canceled(ctx context.Context) bool { return ctx.Err() == context.Canceled }
+
+// answered reports whether the primary's err is the dependency's answer
+// rather than an outage: such an error is neither retried nor counted as
+// a failure by the breaker, and ends the chain.
+func (c *Chain[Req, Resp]) answered(err error) bool {
+	return isNoFallback(err) || !c.should(err)
+}
+
 // callPrimary calls the primary through the retry policy and the breaker,
 // and on success feeds the stale steps' caches.
-func (c *Chain[Req, Resp]) callPrimary(ctx context.Context, req Req) (Resp, error) {
+func (c *Chain[Req, Resp]) callPrimary(ctx context.Context, req Req, r *run) (Resp, error) {
 	var v Resp
 	var err error
 	if c.retry != nil {
 		v, err = retry.Do(ctx, *c.retry, func(ctx context.Context) (Resp, error) {
-			return c.guarded(ctx, req)
+			return c.guarded(ctx, req, r)
 		})
 	} else {
-		v, err = c.guarded(ctx, req)
+		v, err = c.guarded(ctx, req, r)
 	}
 	if err == nil {
 		for _, feed := range c.feeds {
@@ -346,77 +467,98 @@ func (c *Chain[Req, Resp]) callPrimary(ctx context.Context, req Req) (Resp, erro
 }
 
 // guarded calls the primary through the breaker, if there is one.
-func (c *Chain[Req, Resp]) guarded(ctx context.Context, req Req) (Resp, error) {
+func (c *Chain[Req, Resp]) guarded(ctx context.Context, req Req, r *run) (Resp, error) {
 	if c.breaker == nil {
-		return c.primary.do(ctx, req)
+		return c.attempt(ctx, req, r)
 	}
-	var rejected error // a NoFallback error, which the breaker counts as a success
+	var answer error // an error that is the dependency's answer, which the breaker counts as a success
 	v, err := breaker.Do(ctx, c.breaker, func(ctx context.Context) (Resp, error) {
-		v, err := c.primary.do(ctx, req)
-		if err != nil && isNoFallback(err) {
-			rejected = err
+		v, err := c.attempt(ctx, req, r)
+		if err != nil && c.answered(err) {
+			answer = err
 			return v, nil
 		}
 		return v, err
 	})
-	if rejected != nil {
-		return v, rejected
+	if answer != nil {
+		return v, answer
 	}
 	return v, err
 }
 
+// attempt calls the primary once and, in a chain with a deferred step,
+// notes whether its error leaves the write's outcome unknown.
+func (c *Chain[Req, Resp]) attempt(ctx context.Context, req Req, r *run) (Resp, error) {
+	v, err := c.primary.do(ctx, req)
+	if err != nil && c.deferredAt >= 0 && !r.unknown && unknownOutcome(err) {
+		r.unknown = true
+	}
+	return v, err
+}
+
+// stepContext returns the context for fallback step st: the caller's, or,
+// once the caller's deadline has passed and st does local work, the
+// fallbacks' own, made on first use.
+func (c *Chain[Req, Resp]) stepContext(ctx context.Context, st *Step[Req, Resp], r *run) context.Context {
+	if st.kind == KindAlternate || ctx.Err() != context.DeadlineExceeded {
+		return ctx
+	}
+	if r.fbCtx == nil {
+		r.fbCtx, r.cancel = context.WithTimeout(context.WithoutCancel(ctx), c.fallbackTime)
+	}
+	return r.fbCtx
+}
+
 // runFallbacks tries the fallbacks from index from on, after the failures
-// of the steps before. w carries the deferred write's item, if the chain
-// has a deferred step.
-func (c *Chain[Req, Resp]) runFallbacks(ctx context.Context, req Req, mode Mode, from int, fails []failure[Req, Resp], w *pendingWrite) (Resp, Source, error) {
+// of the steps before.
+func (c *Chain[Req, Resp]) runFallbacks(ctx context.Context, req Req, r *run, from int, fails []failure[Req, Resp]) (Resp, Source, error) {
+	defer r.release()
 	for i := from; i < len(c.fallbacks); i++ {
 		st := &c.fallbacks[i]
+		sctx := c.stepContext(ctx, st, r)
 		var (
 			v   Resp
 			age time.Duration
 			err error
 		)
 		if st.deferred != nil {
-			v, err = st.deferred.enqueue(ctx, req, w)
+			v, err = st.deferred.enqueue(sctx, req, &r.w)
 		} else {
-			v, age, err = st.run(ctx, req)
+			v, age, err = st.run(sctx, req)
 		}
 		if err == nil {
-			return v, Source{Step: st.name, Kind: st.kind, Age: age, Mode: mode}, nil
+			return v, Source{Step: st.name, Kind: st.kind, Age: age, Mode: r.mode}, nil
 		}
 		fails = append(fails, failure[Req, Resp]{st, err})
-		if c.stops(ctx, err) {
-			return c.fail(ctx, mode, fails, false)
+		if isNoFallback(err) || canceled(ctx) || !c.should(err) {
+			return c.fail(ctx, r, fails, false)
 		}
 	}
-	return c.fail(ctx, mode, fails, true)
-}
-
-// stops reports whether err from a step ends the chain.
-func (c *Chain[Req, Resp]) stops(ctx context.Context, err error) bool {
-	return isNoFallback(err) ||
-		ctx.Err() == context.Canceled ||
-		(c.should != nil && !c.should(err))
+	return c.fail(ctx, r, fails, true)
 }
 
 // fail builds Run's error from the steps' failures: a *StepError for each,
-// joined, after an ErrAllFailed error when all is set.
-func (c *Chain[Req, Resp]) fail(ctx context.Context, mode Mode, fails []failure[Req, Resp], all bool) (Resp, Source, error) {
+// joined, after an ErrAllFailed error when all is set and an
+// ErrUnknownOutcome error when the write's outcome is unknown.
+func (c *Chain[Req, Resp]) fail(ctx context.Context, r *run, fails []failure[Req, Resp], all bool) (Resp, Source, error) {
 	var zero Resp
-	errs := make([]error, 0, len(fails)+2)
+	errs := make([]error, 0, len(fails)+3)
 	if all {
 		errs = append(errs, fmt.Errorf("fallback: chain %q: %w", c.name, ErrAllFailed))
 	}
-	canceled := false
+	if r.unknown {
+		errs = append(errs, fmt.Errorf("fallback: chain %q: %w", c.name, ErrUnknownOutcome))
+	}
+	sawCancel := false
 	for _, f := range fails {
 		errs = append(errs, &StepError{Step: f.step.name, Kind: f.step.kind, Err: f.err})
-		canceled = canceled || errors.Is(f.err, context.Canceled)
+		sawCancel = sawCancel || errors.Is(f.err, context.Canceled)
 	}
-	if ctx.Err() == context.Canceled && !canceled {
+	if canceled(ctx) && !sawCancel {
 		errs = append(errs, context.Canceled)
 	}
 	if len(errs) == 1 {
-		return zero, Source{Mode: mode}, errs[0]
+		return zero, Source{Mode: r.mode}, errs[0]
 	}
-	return zero, Source{Mode: mode}, errors.Join(errs...)
+	return zero, Source{Mode: r.mode}, errors.Join(errs...)
 }

@@ -41,7 +41,9 @@ func Primary[Req, Resp any](name string, fn func(ctx context.Context, req Req) (
 }
 
 // Alternate returns a fallback step that calls another copy of the
-// dependency, such as a second region or a replica, with fn.
+// dependency, such as a second region or a replica, with fn. It runs
+// under the caller's context and gets no time past its deadline, unlike
+// the local steps (see ChainSettings.FallbackTimeout).
 func Alternate[Req, Resp any](name string, fn func(ctx context.Context, req Req) (Resp, error)) Step[Req, Resp] {
 	return funcStep(name, KindAlternate, fn)
 }
@@ -49,7 +51,10 @@ func Alternate[Req, Resp any](name string, fn func(ctx context.Context, req Req)
 // Manual returns a fallback step that runs a manual procedure in place of
 // the dependency, such as handing the request to a person's work queue or
 // printing a form to fill in by hand; fn returns what the caller should
-// tell the user.
+// tell the user. It counts as local work: once the caller's deadline has
+// passed, fn runs under the chain's own short context (see
+// ChainSettings.FallbackTimeout), so a procedure that calls another
+// service at length belongs in an Alternate step instead.
 func Manual[Req, Resp any](name string, fn func(ctx context.Context, req Req) (Resp, error)) Step[Req, Resp] {
 	return funcStep(name, KindManual, fn)
 }

@@ -2,6 +2,7 @@ package fallback
 
 import (
 	"context"
+	"errors"
 	"fmt"
 )
 
@@ -24,12 +25,35 @@ import (
 // behind them, so a new write never overtakes an older one. The order
 // holds for writes to a stream that follow one another, each Run
 // returning before the next starts; writes made concurrently have no
-// order to keep. A write enqueued twice with the same Key is stored once
-// and accepted both times.
+// order to keep.
+//
+// The Key decides what a second write means. The same item enqueued again
+// (a retry of the same write) is stored once and accepted each time. A
+// different item under a Key the outbox still holds (pending or dead) is
+// not stored: the step fails with an error wrapping [ErrDuplicate] that
+// says so, and the chain stops with it at once (as with NoFallback), so
+// that the caller is never told "accepted" for a write that was dropped.
+//
+// Once the caller's deadline has passed, the step enqueues under the
+// chain's own context (see ChainSettings.FallbackTimeout), and a write of
+// unknown outcome is deferred by default (see
+// ChainSettings.ReportUnknownOutcome).
 func Deferred[Req, Resp any](name string, outbox *Outbox, item func(Req) (Item, error), accepted func(Req) Resp) Step[Req, Resp] {
 	if outbox == nil || item == nil {
 		return Step[Req, Resp]{}
 	}
+	return deferredStep(name, outbox, item, accepted)
+}
+
+// outboxQueue is the part of an *Outbox a deferred step uses.
+type outboxQueue interface {
+	Enqueue(context.Context, Item) error
+	Pending() int
+	StreamPending(stream string) int
+}
+
+// deferredStep returns a deferred step that enqueues into outbox.
+func deferredStep[Req, Resp any](name string, outbox outboxQueue, item func(Req) (Item, error), accepted func(Req) Resp) Step[Req, Resp] {
 	return Step[Req, Resp]{
 		name:     name,
 		kind:     KindDeferred,
@@ -40,7 +64,7 @@ func Deferred[Req, Resp any](name string, outbox *Outbox, item func(Req) (Item, 
 // deferral is the state of a deferred step.
 type deferral[Req, Resp any] struct {
 	name     string
-	outbox   *Outbox
+	outbox   outboxQueue
 	item     func(Req) (Item, error)
 	accepted func(Req) Resp
 }
@@ -71,6 +95,9 @@ func (d *deferral[Req, Resp]) enqueue(ctx context.Context, req Req, w *pendingWr
 		return zero, err
 	}
 	if err := d.outbox.Enqueue(ctx, *it); err != nil {
+		if errors.Is(err, ErrDuplicate) {
+			return zero, NoFallback(fmt.Errorf("fallback: write %q NOT stored, a different write with that key is still held: %w", it.Key, err))
+		}
 		return zero, err
 	}
 	if d.accepted == nil {

@@ -41,7 +41,9 @@
 // A Chain is immutable and safe for concurrent use. Run adds a few
 // nanoseconds and no allocation to the steps' own cost, both when the
 // primary answers and when a fallback does, which is every call during an
-// outage (see the package benchmarks).
+// outage (see the package benchmarks); only the error of a call that
+// fails outright, and the fallbacks' own context once a deadline has
+// passed, are built on the heap.
 //
 // # Sources
 //
@@ -59,14 +61,28 @@
 //     and a validation error must not be hidden behind stale data (the
 //     retry policy does not retry it and the breaker counts it as a
 //     success, since the dependency answered);
-//   - the caller's own context was canceled (a dependency's own
-//     context.Canceled, or a passed deadline, still falls back: serving
-//     stale data when the primary is too slow is the point);
-//   - ChainSettings.ShouldFallback returns false for the error.
+//   - ChainSettings.ShouldFallback, the chain's classifier, says the error
+//     is not an outage. The default, [Unavailable], says so for an error
+//     carrying an HTTP status of 4xx other than 408 and 429 (a
+//     *retry.StatusError, or any error with an HTTPStatusCode() int
+//     method, found through wrapping): a deleted blob's 404 is returned,
+//     not served stale, and is neither retried nor counted by the breaker.
+//     An SDK whose error keeps the status in a field plugs in with a
+//     classifier of its own (see [UnavailableStatus]);
+//   - the caller's own context was canceled: the caller has gone.
 //
-// Then Run returns at once. When every step fails, Run's error joins an
-// error wrapping [ErrAllFailed] with each step's [*StepError] (which names
-// the step and wraps its error), so errors.Is finds every cause:
+// Then Run returns at once. A passed deadline is different: a dependency's
+// own context.Canceled or a deadline that passed still falls back, since
+// serving stale data when the primary is too slow is the point. Once the
+// caller's deadline has passed, the local steps (Stale, Static, Manual,
+// Deferred) run under a context of the chain's own, which keeps the
+// caller's values but not its deadline and is bounded by
+// ChainSettings.FallbackTimeout (DefaultFallbackTimeout, 250ms, by
+// default); Alternate steps, which call a remote copy, get no extra time.
+//
+// When every step fails, Run's error joins an error wrapping
+// [ErrAllFailed] with each step's [*StepError] (which names the step and
+// wraps its error), so errors.Is finds every cause:
 //
 //	if errors.Is(err, breaker.ErrOpen) { ... } // the primary's breaker was open
 //
@@ -130,6 +146,17 @@
 // the primary, so no write overtakes an earlier one. (In ModePrimary,
 // which never falls back, such a write fails with [ErrStreamPending].)
 //
+// A write that timed out has an unknown outcome: it may have reached the
+// dependency and been applied. In a chain with a deferred step, a primary
+// write any of whose attempts timed out, was canceled in flight or got
+// 504 Gateway Timeout skips the steps before the deferred one and is
+// deferred: its item carries the idempotency key, so the replay makes the
+// outcome certain without applying it twice, and the Source says
+// [KindDeferred]. ChainSettings.ReportUnknownOutcome opts out: Run then
+// returns an error wrapping [ErrUnknownOutcome] instead. A different write
+// under a key the outbox still holds is not stored, and the deferred step
+// says so with an error wrapping [ErrDuplicate] rather than "accepted".
+//
 // To decide that, the step builds the item before the primary is called
 // whenever the outbox holds anything, so the item function must not refuse
 // a write merely because it could not be deferred: an error from it stops
@@ -156,6 +183,8 @@
 //     manual mode (found in a chain's joined error).
 //   - [ErrStreamPending]: the primary was skipped because earlier writes on
 //     the stream wait in the outbox.
+//   - [ErrUnknownOutcome]: a write may or may not have been applied and
+//     was not deferred.
 //   - [ErrNotCached]: a stale step had no young enough value.
 //   - [ErrUnknownMode]: text or a value that names no Mode.
 //   - [ErrNoMode], [ErrModeConflict], [ErrModeCorrupt]: a ModeStore holds

@@ -6,8 +6,10 @@ import (
 	"flag"
 	"fmt"
 	"log"
+	"net/http"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/ringfence/ringfence/fallback"
 )
@@ -222,4 +224,89 @@ func ExampleDeferred() {
 	// replayed p1 for alice: 500 cents
 	// replayed p2 for alice: 700 cents
 	// <nil> 0
+}
+
+// notFoundError stands in for a cloud SDK's response error that keeps the
+// HTTP status in a field, as Azure's *azcore.ResponseError (StatusCode)
+// and Google's *googleapi.Error (Code) do.
+type notFoundError struct{ StatusCode int }
+
+func (e *notFoundError) Error() string { return fmt.Sprintf("blob service: status %d", e.StatusCode) }
+
+// A deleted blob must not be served from the cache: the chain's classifier
+// says which errors mean "unavailable". Errors with an HTTPStatusCode()
+// method, such as the AWS SDK's, need no classifier of their own.
+func ExampleChainSettings_shouldFallback() {
+	status := http.StatusNotFound
+	read := func(context.Context, string) (string, error) { return "", &notFoundError{StatusCode: status} }
+	cache, err := fallback.NewCache[string, string](fallback.CacheSettings{})
+	if err != nil {
+		log.Fatal(err)
+	}
+	cache.Put("report.pdf", "old contents")
+	chain, err := fallback.NewChain("read blob", fallback.ChainSettings{
+		ShouldFallback: func(err error) bool {
+			var se *notFoundError // *azcore.ResponseError, *googleapi.Error, ...
+			if errors.As(err, &se) {
+				return fallback.UnavailableStatus(se.StatusCode)
+			}
+			return fallback.Unavailable(err)
+		},
+	},
+		fallback.Primary("blob service", read),
+		fallback.Stale("last known", cache, func(name string) string { return name }),
+	)
+	if err != nil {
+		log.Fatal(err)
+	}
+	_, _, err = chain.Run(context.Background(), "report.pdf")
+	var se *notFoundError
+	fmt.Println(errors.As(err, &se), se.StatusCode)
+
+	status = http.StatusServiceUnavailable
+	v, src, _ := chain.Run(context.Background(), "report.pdf")
+	fmt.Println(v, src.Kind)
+	// Output:
+	// true 404
+	// old contents stale
+}
+
+// A write whose primary call used up the caller's deadline is still
+// deferred: its outcome is unknown, the outbox gets time of the chain's
+// own (ChainSettings.FallbackTimeout), and the replay, keyed by the
+// idempotency key, makes the outcome certain.
+func ExampleChainSettings_fallbackTimeout() {
+	dir, err := os.MkdirTemp("", "outbox")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	outbox, err := fallback.OpenOutbox(dir, fallback.OutboxOptions{})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer outbox.Close()
+
+	charge := func(ctx context.Context, _ payment) (string, error) {
+		<-ctx.Done() // the service stopped answering
+		return "", ctx.Err()
+	}
+	chain, err := fallback.NewChain("charge", fallback.ChainSettings{FallbackTimeout: 500 * time.Millisecond},
+		fallback.Primary("payments", charge),
+		fallback.Deferred("outbox", outbox,
+			func(p payment) (fallback.Item, error) {
+				return fallback.Item{Key: p.ID, Stream: p.Account, Payload: fmt.Appendf(nil, "%d", p.Cents)}, nil
+			},
+			func(payment) string { return "accepted; will sync" }),
+	)
+	if err != nil {
+		log.Fatal(err)
+	}
+	// A caller whose deadline has passed by the time the primary gives up.
+	ctx, cancel := context.WithDeadline(context.Background(), time.Now().Add(-time.Second))
+	defer cancel()
+	status, src, err := chain.Run(ctx, payment{ID: "p1", Account: "alice", Cents: 500})
+	fmt.Println(status, src.Kind, err, outbox.Pending())
+	// Output:
+	// accepted; will sync deferred <nil> 1
 }
