@@ -121,7 +121,6 @@ type VerdictView struct {
 	Baseline        FiguresView `json:"baseline"`
 	Canary          FiguresView `json:"canary"`
 	CanaryShare     float64     `json:"canary_share"`
-	ExpectedCanary  float64     `json:"expected_canary"`
 	LikelihoodRatio float64     `json:"likelihood_ratio"`
 	Threshold       float64     `json:"threshold"`
 	MinRegression   float64     `json:"min_regression"`
@@ -289,7 +288,6 @@ func verdictView(v rollout.Verdict) VerdictView {
 		Baseline:        figuresView(v.Baseline),
 		Canary:          figuresView(v.Canary),
 		CanaryShare:     finite(v.CanaryShare),
-		ExpectedCanary:  finite(v.ExpectedCanary),
 		LikelihoodRatio: finite(v.LikelihoodRatio),
 		Threshold:       finite(v.Threshold),
 		MinRegression:   finite(v.MinRegression),
