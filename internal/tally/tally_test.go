@@ -1,0 +1,66 @@
+package tally
+
+import (
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+)
+
+func TestSumAddsEveryStripe(t *testing.T) {
+	c := New()
+	const goroutines, adds = 8, 1000
+	var wg sync.WaitGroup
+	for range goroutines {
+		wg.Go(func() {
+			for range adds {
+				c.Add(0, 1)
+				c.Add(Max-1, 2)
+			}
+		})
+	}
+	wg.Wait()
+	assert.Equal(t, uint64(goroutines*adds), c.Sum(0), "Sum(0)")
+	assert.Equal(t, uint64(0), c.Sum(1), "Sum(1)")
+	assert.Equal(t, uint64(2*goroutines*adds), c.Sum(Max-1), "Sum(Max-1)")
+}
+
+func TestStripesArePowersOfTwo(t *testing.T) {
+	for procs, want := range map[int]int{1: 4, 2: 8, 3: 16, 8: 32, 64: 32} {
+		if got := stripes(procs); got != want {
+			t.Errorf("stripes(%d) = %d, want %d", procs, got, want)
+		}
+	}
+}
+
+func BenchmarkAdd(b *testing.B) {
+	c := New()
+	b.ReportAllocs()
+	for b.Loop() {
+		c.Add(0, 1)
+	}
+}
+
+func BenchmarkAddParallel(b *testing.B) {
+	c := New()
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			c.Add(0, 1)
+		}
+	})
+}
+
+// BenchmarkAtomicAddParallel is the yardstick: one shared atomic counter.
+func BenchmarkAtomicAddParallel(b *testing.B) {
+	var n atomicCounter
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			n.v.Add(1)
+		}
+	})
+}
+
+type atomicCounter struct{ v atomic.Uint64 }
