@@ -3,10 +3,13 @@ package fallback
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"go.opentelemetry.io/otel/metric"
 )
 
 // Mode is the operator's choice of how a dependency is used. The zero Mode
@@ -121,6 +124,18 @@ type SwitchSettings struct {
 	// run concurrently their calls to OnChange may arrive out of order;
 	// Mode reports the current mode.
 	OnChange func(ModeChange)
+
+	// Logger, if not nil, receives one record per change Set makes: Warn
+	// when the new mode is ModeManual or ModePrimary, in which the chains
+	// no longer fall back on their own, Info when it is ModeAuto; with
+	// the switch's name, both modes and the reason. Nil means no logging.
+	Logger *slog.Logger
+
+	// MeterProvider, if not nil, gets the switch's mode as the
+	// OpenTelemetry gauge ringfence.fallback.mode (see METRICS.md at the
+	// root of the module). The switch stays registered with the provider
+	// as long as the provider lives. Nil means no instruments.
+	MeterProvider metric.MeterProvider
 }
 
 // Switch holds the mode of one dependency: whether its chains call the
@@ -138,6 +153,7 @@ type Switch struct {
 	store    ModeStore
 	onChange func(ModeChange)
 	histLen  int
+	logger   *slog.Logger // SwitchSettings.Logger
 
 	mode atomic.Int32 // the current Mode
 
@@ -189,6 +205,10 @@ func NewSwitch(name string, settings SwitchSettings) (*Switch, error) {
 	}
 	if s.histLen == 0 {
 		s.histLen = DefaultHistoryLen
+	}
+	s.logger = settings.Logger
+	if err := s.instrument(settings.MeterProvider); err != nil {
+		return nil, err
 	}
 	s.mode.Store(int32(settings.Initial))
 	if s.store == nil {
@@ -255,6 +275,7 @@ func (s *Switch) Set(m Mode, reason string) error {
 	s.mode.Store(int32(m))
 	s.record(c)
 	s.setMu.Unlock()
+	s.logChange(c)
 
 	if s.onChange != nil {
 		s.onChange(c)
