@@ -1,19 +1,24 @@
 // Package tally keeps cumulative counters that every call adds to and
 // that a metrics reader sums now and then.
 //
-// A [Counters] holds up to [Max] counters, striped across cache lines the
-// way internal/window stripes its current bucket (see internal/stripe), so
-// that goroutines on different processors rarely write the same line. An
+// A [Counters] holds up to [Max] counters, striped across cache lines so
+// that goroutines running at the same time rarely write the same line. An
 // Add is one atomic add on the caller's stripe; a Sum reads every stripe
 // and is meant for collection, not for the call path. Counts only grow.
+//
+// The stripe follows the goroutine, not the processor: it is a hash of
+// the address of the caller's stack, which differs between goroutines
+// that live at the same time. That costs a nanosecond, where picking the
+// processor's stripe through a pool (internal/stripe, as internal/window
+// does) costs tens; a goroutine that moves between processors keeps its
+// stripe, and two goroutines share one only by chance.
 package tally
 
 import (
 	"math/bits"
 	"runtime"
 	"sync/atomic"
-
-	"github.com/ringfence/ringfence/internal/stripe"
+	"unsafe"
 )
 
 // Max is the most counters one Counters can keep.
@@ -27,14 +32,14 @@ type line struct {
 // Counters is a set of cumulative counters. The zero value is not usable;
 // create one with [New]. Counters is safe for concurrent use.
 type Counters struct {
-	lines  []line
-	picker *stripe.Picker
+	lines []line
+	shift uint // 64 - log2(len(lines))
 }
 
 // New returns zeroed counters, striped for the current GOMAXPROCS.
 func New() *Counters {
 	n := stripes(runtime.GOMAXPROCS(0))
-	return &Counters{lines: make([]line, n), picker: stripe.New(n)}
+	return &Counters{lines: make([]line, n), shift: uint(64 - bits.TrailingZeros(uint(n)))}
 }
 
 // stripes returns a power of two, a few per processor, at most 32: enough
@@ -47,9 +52,16 @@ func stripes(procs int) int {
 
 // Add adds delta to counter c, which must be in [0, Max).
 func (t *Counters) Add(c int, delta uint64) {
-	tok := t.picker.Get()
-	t.lines[tok.Stripe()].n[c].Add(delta)
-	t.picker.Put(tok)
+	t.lines[t.stripe()].n[c].Add(delta)
+}
+
+// stripe returns the calling goroutine's stripe: a Fibonacci hash of its
+// stack address above the smallest stack size (2 KiB), so that goroutines
+// whose stacks differ land on stripes that differ too. The address is
+// never dereferenced, and the local does not escape.
+func (t *Counters) stripe() uint64 {
+	var local byte
+	return (uint64(uintptr(unsafe.Pointer(&local))>>11) * 0x9E3779B97F4A7C15) >> t.shift
 }
 
 // Sum returns the total of counter c, which must be in [0, Max). Adds

@@ -64,3 +64,33 @@ func BenchmarkAtomicAddParallel(b *testing.B) {
 }
 
 type atomicCounter struct{ v atomic.Uint64 }
+
+func TestGoroutinesSpreadOverStripes(t *testing.T) {
+	c := New()
+	const goroutines = 64
+	seen := make(chan uint64, goroutines)
+	var ready, wg sync.WaitGroup
+	ready.Add(goroutines)
+	hold := make(chan struct{})
+	for range goroutines {
+		wg.Go(func() {
+			seen <- c.stripe()
+			ready.Done()
+			<-hold // keep the stacks alive until every goroutine has one
+		})
+	}
+	ready.Wait()
+	close(hold)
+	wg.Wait()
+	close(seen)
+	used := map[uint64]bool{}
+	for s := range seen {
+		if s >= uint64(len(c.lines)) {
+			t.Fatalf("stripe() = %d, want below %d", s, len(c.lines))
+		}
+		used[s] = true
+	}
+	// 64 goroutines over at most 32 stripes: hashing at random would
+	// leave about a tenth of them unused; half is far out.
+	assert.GreaterOrEqual(t, len(used), len(c.lines)/2, "stripes used by %d goroutines", goroutines)
+}
