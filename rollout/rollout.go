@@ -157,6 +157,8 @@ type Rollout struct {
 	history    []Event
 	pending    []Event // events awaiting delivery to OnEvent
 	delivering bool
+
+	obs *rolloutObs // verdict counts; nil without Plan.MeterProvider
 }
 
 // New returns a Pending rollout of p; no key gets the canary before
@@ -169,6 +171,9 @@ func New(p Plan) (*Rollout, error) {
 	}
 	r := &Rollout{p: cp}
 	r.stats.Store(r.newStats(0, nil))
+	if err := r.instrument(); err != nil {
+		return nil, err
+	}
 	return r, nil
 }
 
@@ -385,6 +390,7 @@ func (r *Rollout) Start(ctx context.Context) error {
 	if resumed, err := r.load(ctx); resumed || err != nil {
 		r.mu.Unlock()
 		r.deliver()
+		r.logStart(err)
 		return err
 	}
 	r.starting = true
@@ -607,7 +613,7 @@ func (r *Rollout) transition(now time.Time, to State, stage int, reason string, 
 // held.
 func (r *Rollout) record(e Event) {
 	r.history = append(r.history, e)
-	if r.p.OnEvent != nil {
+	if r.p.OnEvent != nil || r.p.Logger != nil {
 		r.pending = append(r.pending, e)
 	}
 }
@@ -616,7 +622,7 @@ func (r *Rollout) record(e Event) {
 // another goroutine is already delivering, that goroutine delivers these
 // events too, after its current ones.
 func (r *Rollout) deliver() {
-	if r.p.OnEvent == nil {
+	if r.p.OnEvent == nil && r.p.Logger == nil {
 		return
 	}
 	r.mu.Lock()
@@ -638,7 +644,10 @@ func (r *Rollout) deliver() {
 		r.pending = nil
 		r.mu.Unlock()
 		for _, e := range batch {
-			r.p.OnEvent(e)
+			r.logEvent(e)
+			if r.p.OnEvent != nil {
+				r.p.OnEvent(e)
+			}
 		}
 		r.mu.Lock()
 	}
