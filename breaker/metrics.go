@@ -54,7 +54,7 @@ func newInstruments(mp metric.MeterProvider) (*instruments, error) {
 	var err error
 	if ins.state, err = m.Int64ObservableGauge("ringfence.breaker.state",
 		metric.WithDescription("Whether the breaker is in the state: 1 for its current state, 0 for the others."),
-		metric.WithUnit("1")); err != nil {
+		metric.WithUnit("{state}")); err != nil {
 		return nil, fmt.Errorf("breaker: creating instrument: %w", err)
 	}
 	if ins.calls, err = m.Int64ObservableCounter("ringfence.breaker.calls",

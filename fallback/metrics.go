@@ -29,7 +29,7 @@ func (s *Switch) instrument(mp metric.MeterProvider) error {
 	m := mp.Meter(meterName)
 	g, err := m.Int64ObservableGauge("ringfence.fallback.mode",
 		metric.WithDescription("Whether the switch is in the mode: 1 for its current mode, 0 for the others."),
-		metric.WithUnit("1"))
+		metric.WithUnit("{mode}"))
 	if err != nil {
 		return instrumentErr(err)
 	}

@@ -42,7 +42,7 @@ func (r *Rollout) instrument() error {
 	}
 	state, err := m.Int64ObservableGauge("ringfence.rollout.state",
 		metric.WithDescription("Whether the rollout is in the state: 1 for its current state, 0 for the others."),
-		metric.WithUnit("1"))
+		metric.WithUnit("{state}"))
 	if err != nil {
 		return fmt.Errorf("rollout: creating instrument: %w", err)
 	}
