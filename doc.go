@@ -106,6 +106,18 @@
 // whose outcome is unknown, is deferred to the outbox rather than lost or
 // sent elsewhere.
 //
+// # Metrics and logs
+//
+// Every package reports through the OpenTelemetry metric API
+// (go.opentelemetry.io/otel/metric; the application chooses the SDK and
+// exporter) and logs through log/slog, each object taking a MeterProvider
+// and a Logger in its settings (retry.Policy takes a *retry.Metrics made
+// once by retry.NewMetrics). Nil, the default, means no instruments and no
+// logging, at no cost on the call path; with instruments a call adds to
+// striped counters only. METRICS.md at the root of the module lists every
+// instrument with its unit and attributes, and what each package logs at
+// which level; examples/metrics serves them all in Prometheus format.
+//
 // # Errors callers check
 //
 // Every rejection is a sentinel error matched with errors.Is; errors that
