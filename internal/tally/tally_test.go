@@ -1,11 +1,14 @@
 package tally
 
 import (
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
+
+	"github.com/ringfence/ringfence/internal/stripe"
 )
 
 func TestSumAddsEveryStripe(t *testing.T) {
@@ -93,4 +96,40 @@ func TestGoroutinesSpreadOverStripes(t *testing.T) {
 	// 64 goroutines over at most 32 stripes: hashing at random would
 	// leave about a tenth of them unused; half is far out.
 	assert.GreaterOrEqual(t, len(used), len(c.lines)/2, "stripes used by %d goroutines", goroutines)
+}
+
+// pooled is Counters striped through internal/stripe's per-processor
+// token pool, as internal/window is: the yardstick for the stack hash.
+type pooled struct {
+	lines  []line
+	picker *stripe.Picker
+}
+
+func (t *pooled) Add(c int, delta uint64) {
+	tok := t.picker.Get()
+	t.lines[tok.Stripe()].n[c].Add(delta)
+	t.picker.Put(tok)
+}
+
+func newPooled() *pooled {
+	n := stripes(runtime.GOMAXPROCS(0))
+	return &pooled{lines: make([]line, n), picker: stripe.New(n)}
+}
+
+func BenchmarkPooledAdd(b *testing.B) {
+	c := newPooled()
+	b.ReportAllocs()
+	for b.Loop() {
+		c.Add(0, 1)
+	}
+}
+
+func BenchmarkPooledAddParallel(b *testing.B) {
+	c := newPooled()
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			c.Add(0, 1)
+		}
+	})
 }
