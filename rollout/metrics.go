@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync/atomic"
+	"time"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
@@ -25,8 +26,8 @@ type rolloutObs struct {
 }
 
 // instrument registers the rollout's instruments with Plan.MeterProvider,
-// if set: the stage percent and the state as gauges, and the verdicts of
-// Evaluate by outcome and rule. The registration lasts as long as the
+// if set: the stage percent, the state and the staleness of the fleet's
+// evidence as gauges, and the verdicts of Evaluate by outcome and rule. The registration lasts as long as the
 // provider.
 func (r *Rollout) instrument() error {
 	mp := r.p.MeterProvider
@@ -52,6 +53,12 @@ func (r *Rollout) instrument() error {
 	if err != nil {
 		return fmt.Errorf("rollout: creating instrument: %w", err)
 	}
+	stale, err := m.Float64ObservableGauge("ringfence.rollout.evidence.staleness",
+		metric.WithDescription("How long the rollout has judged on local evidence only because Plan.Evidence fails; 0 otherwise."),
+		metric.WithUnit("s"))
+	if err != nil {
+		return fmt.Errorf("rollout: creating instrument: %w", err)
+	}
 	name := attribute.String("ringfence.rollout.name", r.p.Name)
 	all := metric.WithAttributeSet(attribute.NewSet(name))
 	var states [len(stateNames)]metric.ObserveOption
@@ -74,7 +81,12 @@ func (r *Rollout) instrument() error {
 		o.ObserveFloat64(percent, float64(uint32(r.route.Load()))*100/Buckets, all)
 		r.mu.Lock()
 		now := r.state
+		var staleness time.Duration
+		if r.evidenceErr != nil {
+			staleness = time.Since(r.evidenceSince)
+		}
 		r.mu.Unlock()
+		o.ObserveFloat64(stale, staleness.Seconds(), all)
 		for s := range states {
 			var v int64
 			if State(s) == now {
@@ -90,7 +102,7 @@ func (r *Rollout) instrument() error {
 			}
 		}
 		return nil
-	}, percent, state, verdicts)
+	}, percent, state, verdicts, stale)
 	if err != nil {
 		return fmt.Errorf("rollout: registering callback: %w", err)
 	}

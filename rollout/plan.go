@@ -212,8 +212,9 @@ type Plan struct {
 	// means no logging.
 	Logger *slog.Logger
 
-	// MeterProvider, if set, gets the rollout's stage percent, state and
-	// verdicts as OpenTelemetry instruments (see METRICS.md at the root
+	// MeterProvider, if set, gets the rollout's stage percent, state,
+	// verdicts and the staleness of the fleet's evidence (see Evidence)
+	// as OpenTelemetry instruments (see METRICS.md at the root
 	// of the module), created by New; Variant and Observe add nothing.
 	// The rollout stays registered with the provider as long as the
 	// provider lives. Nil means no instruments.

@@ -6,6 +6,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -129,4 +130,18 @@ func TestRolloutReportsItsStateFromConstruction(t *testing.T) {
 	require.NoError(t, err, "New")
 	assert.Equal(t, map[string]float64{"ringfence.rollout.name=v2": 0}, points(t, r, "ringfence.rollout.stage.percent"), "stage percent")
 	assert.Equal(t, 1.0, points(t, r, "ringfence.rollout.state")["ringfence.rollout.name=v2,state=pending"], "state pending")
+}
+
+func TestRolloutReportsHowStaleTheFleetEvidenceIs(t *testing.T) {
+	r, mp := newReader(t)
+	ro, err := rollout.New(rollout.Plan{Name: "v2", MeterProvider: mp,
+		Evidence: func(context.Context, rollout.Evidence) (rollout.Evidence, error) {
+			return rollout.Evidence{}, errors.New("fleet store unreachable")
+		}})
+	require.NoError(t, err, "New")
+	require.NoError(t, ro.Start(context.Background()), "Start")
+	assert.Equal(t, 0.0, points(t, r, "ringfence.rollout.evidence.staleness")["ringfence.rollout.name=v2"], "staleness before Evaluate")
+	_, _ = ro.Evaluate()
+	require.ErrorIs(t, ro.Err(), rollout.ErrEvidence, "Err after Evaluate")
+	assert.Greater(t, points(t, r, "ringfence.rollout.evidence.staleness")["ringfence.rollout.name=v2"], 0.0, "staleness after a failed Evidence")
 }

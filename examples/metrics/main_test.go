@@ -55,6 +55,7 @@ func TestMetricsPageListsEveryInstrument(t *testing.T) {
 		"ringfence_rollout_stage_percent",
 		"ringfence_rollout_state",
 		"ringfence_rollout_verdicts_total",
+		"ringfence_rollout_evidence_staleness_seconds",
 	} {
 		assert.True(t, names[name], "series named %s on /metrics", name)
 	}
