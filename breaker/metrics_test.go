@@ -2,6 +2,7 @@ package breaker
 
 import (
 	"context"
+	"sync"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -146,4 +147,26 @@ func BenchmarkMetricsDoOpenParallel(b *testing.B) {
 			}
 		})
 	})
+}
+
+func TestMetricsCountConcurrentCallsExactly(t *testing.T) {
+	b, err := New(Settings{Name: "hammer", MeterProvider: noop.NewMeterProvider(), ConsecutiveFailures: 1 << 30, MinRequests: 1 << 30})
+	require.NoError(t, err, "New")
+	const goroutines, calls = 8, 500
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	for g := range goroutines {
+		wg.Go(func() {
+			for i := range calls {
+				if (g+i)%2 == 0 {
+					_, _ = Do(ctx, b, benchOK)
+				} else {
+					_, _ = Do(ctx, b, func(context.Context) (int, error) { return 0, errBench })
+				}
+			}
+		})
+	}
+	wg.Wait()
+	assert.Equal(t, uint64(goroutines*calls/2), b.m.counts.Sum(int(success)), "successes")
+	assert.Equal(t, uint64(goroutines*calls/2), b.m.counts.Sum(int(failure)), "failures")
 }
