@@ -55,6 +55,18 @@ func (s *Switch) instrument(mp metric.MeterProvider) error {
 	return nil
 }
 
+// logUnreadable logs, at Error, that NewSwitch could not read the store
+// and starts in the initial mode, and returns err.
+func (s *Switch) logUnreadable(err error) error {
+	if s.logger != nil {
+		s.logger.LogAttrs(context.Background(), slog.LevelError, "fallback mode unreadable",
+			slog.String("switch", s.name),
+			slog.String("mode", s.Mode().String()),
+			slog.String("error", err.Error()))
+	}
+	return err
+}
+
 // logChange logs a change Set made: Warn when the chains no longer fall
 // back on their own (ModeManual, ModePrimary), Info when they do again.
 func (s *Switch) logChange(c ModeChange) {

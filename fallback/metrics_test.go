@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -183,4 +185,21 @@ func BenchmarkMetricsChain(b *testing.B) {
 			_, _ = benchPrimary(ctx, "sku-1")
 		}
 	})
+}
+
+func TestSwitchLogsAnUnreadableStoreAtError(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "db.mode")
+	require.NoError(t, os.WriteFile(path, []byte("RFS1 not a record at all"), 0o600), "WriteFile")
+	store, err := NewFileModeStore(path)
+	require.NoError(t, err, "NewFileModeStore")
+	l, records := logRecords(t, slog.LevelDebug)
+	_, err = NewSwitch("db", SwitchSettings{Store: store, Initial: ModeManual, Logger: l})
+	require.ErrorIs(t, err, ErrModeUnreadable, "NewSwitch")
+	recs := records()
+	require.Len(t, recs, 1, "log records of NewSwitch")
+	assert.Equal(t, "ERROR", recs[0]["level"], "level")
+	assert.Equal(t, "fallback mode unreadable", recs[0]["msg"], "msg")
+	assert.Equal(t, "db", recs[0]["switch"], "switch")
+	assert.Equal(t, "manual", recs[0]["mode"], "mode it starts in")
+	assert.Equal(t, err.Error(), recs[0]["error"], "error")
 }

@@ -128,7 +128,9 @@ type SwitchSettings struct {
 	// Logger, if not nil, receives one record per change Set makes: Warn
 	// when the new mode is ModeManual or ModePrimary, in which the chains
 	// no longer fall back on their own, Info when it is ModeAuto; with
-	// the switch's name, both modes and the reason. Nil means no logging.
+	// the switch's name, both modes and the reason. NewSwitch logs at
+	// Error when it cannot read Store and starts in Initial. Nil means no
+	// logging.
 	Logger *slog.Logger
 
 	// MeterProvider, if not nil, gets the switch's mode as the
@@ -220,10 +222,10 @@ func NewSwitch(name string, settings SwitchSettings) (*Switch, error) {
 		s.synced = true
 		return s, nil
 	case err != nil:
-		return s, fmt.Errorf("%w: switch %q starts in %v: %w", ErrModeUnreadable, name, settings.Initial, err)
+		return s, s.logUnreadable(fmt.Errorf("%w: switch %q starts in %v: %w", ErrModeUnreadable, name, settings.Initial, err))
 	case !c.To.valid():
-		return s, fmt.Errorf("%w: switch %q starts in %v: %w: stored mode %d",
-			ErrModeUnreadable, name, settings.Initial, ErrModeCorrupt, int32(c.To))
+		return s, s.logUnreadable(fmt.Errorf("%w: switch %q starts in %v: %w: stored mode %d",
+			ErrModeUnreadable, name, settings.Initial, ErrModeCorrupt, int32(c.To)))
 	}
 	s.version, s.synced = version, true
 	s.mode.Store(int32(c.To))
