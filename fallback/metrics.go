@@ -147,7 +147,14 @@ func (c *chainObs) answered(ctx context.Context, step string, k Kind) {
 	if c.answers != nil {
 		c.answers.Add(int(k), 1)
 	}
-	if k != KindPrimary && c.logger != nil && c.logger.Enabled(ctx, slog.LevelDebug) {
+	if k != KindPrimary && c.logger != nil {
+		c.logAnswer(ctx, step, k)
+	}
+}
+
+// logAnswer logs, at Debug, an answer from a fallback step.
+func (c *chainObs) logAnswer(ctx context.Context, step string, k Kind) {
+	if c.logger.Enabled(ctx, slog.LevelDebug) {
 		c.logger.LogAttrs(ctx, slog.LevelDebug, "fallback answer",
 			slog.String("chain", c.name),
 			slog.String("step", step),
