@@ -108,12 +108,13 @@
 //
 // # Metrics and logs
 //
-// Every package reports through the OpenTelemetry metric API
-// (go.opentelemetry.io/otel/metric; the application chooses the SDK and
-// exporter) and logs through log/slog, each object taking a MeterProvider
-// and a Logger in its settings (retry.Policy takes a *retry.Metrics made
-// once by retry.NewMetrics). Nil, the default, means no instruments and no
-// logging, at no cost on the call path; with instruments a call adds to
+// The breakers, retries, fallbacks, outboxes and rollouts report through
+// the OpenTelemetry metric API (go.opentelemetry.io/otel/metric; the
+// application chooses the SDK and exporter), each object taking a
+// MeterProvider in its settings (retry.Policy takes a *retry.Metrics made
+// once by retry.NewMetrics), and every package logs through log/slog when
+// given a Logger. Nil, the default, means no instruments and no logging,
+// for one nil check on the call path; with instruments a call adds to
 // striped counters only. METRICS.md at the root of the module lists every
 // instrument with its unit and attributes, and what each package logs at
 // which level; examples/metrics serves them all in Prometheus format.
