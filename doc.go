@@ -106,6 +106,19 @@
 // whose outcome is unknown, is deferred to the outbox rather than lost or
 // sent elsewhere.
 //
+// # Metrics and logs
+//
+// The breakers, retries, fallbacks, outboxes and rollouts report through
+// the OpenTelemetry metric API (go.opentelemetry.io/otel/metric; the
+// application chooses the SDK and exporter), each object taking a
+// MeterProvider in its settings (retry.Policy takes a *retry.Metrics made
+// once by retry.NewMetrics), and every package logs through log/slog when
+// given a Logger. Nil, the default, means no instruments and no logging,
+// for one nil check on the call path; with instruments a call adds to
+// striped counters only. METRICS.md at the root of the module lists every
+// instrument with its unit and attributes, and what each package logs at
+// which level; examples/metrics serves them all in Prometheus format.
+//
 // # Errors callers check
 //
 // Every rejection is a sentinel error matched with errors.Is; errors that

@@ -82,6 +82,7 @@ type Breaker struct {
 	s     Settings // normalized; read-only
 	win   *window.Window
 	calls *inflight // calls in flight; nil unless the breaker is a Group's
+	m     *meters   // instruments; nil without Settings.MeterProvider
 
 	mu sync.Mutex // guards the fields below, and every call into gb
 	// gb decides half-open admission and the transitions out of Closed
@@ -135,7 +136,11 @@ func New(s Settings) (*Breaker, error) {
 	if err != nil {
 		return nil, err
 	}
-	return newBreaker(s), nil
+	b := newBreaker(s)
+	if err := b.instrument(); err != nil {
+		return nil, err
+	}
+	return b, nil
 }
 
 // newBreaker returns a breaker for normalized settings.
@@ -230,6 +235,7 @@ func call[T any](ctx context.Context, b *Breaker, fn func(context.Context) (T, e
 	}
 	t, oe := b.admit()
 	if oe != nil {
+		b.m.rejected()
 		var zero T
 		return zero, oe
 	}
@@ -396,6 +402,7 @@ func (b *Breaker) settle(t ticket, start time.Time, vd verdict) {
 		slow = true
 		vd = failure
 	}
+	b.m.settled(vd)
 	if t.probe != nil {
 		b.settleProbe(t, vd)
 		return
@@ -612,6 +619,7 @@ func (b *Breaker) deliver(c change) {
 			b.mu.Unlock()
 		}
 	}()
+	b.m.changed(c)
 	if l := b.s.Logger; l != nil {
 		level := slog.LevelInfo
 		if c.to == Open || c.to == ForcedOpen {

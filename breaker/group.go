@@ -44,6 +44,7 @@ type Group struct {
 	members  atomic.Pointer[members] // replaced, never changed, under mu
 	n        atomic.Int64            // keys in members; changed under mu
 	overflow atomic.Pointer[Breaker] // created on first need
+	ins      *instruments            // nil without Settings.MeterProvider
 	// scanDue is set while a scan for idle breakers may run: a scan
 	// clears it and a timer sets it again a bucket period later.
 	scanDue atomic.Bool
@@ -88,6 +89,9 @@ func NewGroup(s Settings, opts GroupOptions) (*Group, error) {
 	g := &Group{s: s, maxKeys: int64(opts.MaxKeys)}
 	g.members.Store(&members{})
 	g.scanDue.Store(true)
+	if err := g.instrument(); err != nil {
+		return nil, err
+	}
 	return g, nil
 }
 
@@ -170,6 +174,7 @@ func (g *Group) newMember(key string) *Breaker {
 	s.Name = g.s.Name + "/" + key
 	b := newBreaker(s)
 	b.calls = newInflight()
+	b.m = g.ins.member(s.Name)
 	return b
 }
 

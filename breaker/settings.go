@@ -5,6 +5,8 @@ import (
 	"log/slog"
 	"math"
 	"time"
+
+	"go.opentelemetry.io/otel/metric"
 )
 
 // Settings configures a [Breaker]. Every zero field means the default its
@@ -100,6 +102,16 @@ type Settings struct {
 	// breaker opens (automatically or by force), Info otherwise, with the
 	// name, both states and the reason. Default nil: no logging.
 	Logger *slog.Logger
+
+	// MeterProvider, if set, gives the breaker OpenTelemetry instruments:
+	// its state, its calls by outcome and its state changes (see
+	// METRICS.md at the root of the module for names and attributes).
+	// The instruments are created once, by New or NewGroup, and a call
+	// adds only to striped counters that the provider reads when it
+	// collects. A breaker with instruments stays registered with the
+	// provider, and so reachable, as long as the provider lives. Default
+	// nil: no instruments, and nothing is counted.
+	MeterProvider metric.MeterProvider
 
 	// rand returns jitter in [0, 1); tests pin it. Default math/rand/v2.
 	rand func() float64

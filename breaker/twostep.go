@@ -55,6 +55,7 @@ func (b *Breaker) Allow(ctx context.Context) (Permit, error) {
 	}
 	t, oe := b.admit()
 	if oe != nil {
+		b.m.rejected()
 		return Permit{}, oe
 	}
 	if b.calls != nil {

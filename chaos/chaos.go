@@ -2,6 +2,7 @@ package chaos
 
 import (
 	"context"
+	"log/slog"
 	"math"
 	"sync/atomic"
 	"time"
@@ -42,6 +43,9 @@ type Injector struct {
 	hangs    atomic.Uint64
 	delayed  atomic.Uint64
 	canceled atomic.Uint64
+
+	logger   *slog.Logger         // Settings.Logger
+	lastSlot atomic.Pointer[slot] // the slot of the last call, kept with a logger only
 }
 
 // slot is one part of the timeline with its own faults and call counter.
@@ -61,7 +65,7 @@ func New(s Settings) (*Injector, error) {
 	if err := s.Validate(); err != nil {
 		return nil, err
 	}
-	in := &Injector{start: s.Start, seed: s.Seed}
+	in := &Injector{start: s.Start, seed: s.Seed, logger: s.Logger}
 	if in.start.IsZero() {
 		in.start = time.Now()
 	}
@@ -130,6 +134,7 @@ func (in *Injector) Set(f Faults) error {
 	s := new(slot)
 	s.init(Phase{Faults: f}, in.seed, 0)
 	in.set.Store(s)
+	in.logSet(f)
 	return nil
 }
 
@@ -144,6 +149,7 @@ func (in *Injector) Clear() {
 		return
 	}
 	in.set.Store(nil)
+	in.logClear()
 }
 
 // timeline returns the slot of the timeline that applies at this moment:
@@ -184,6 +190,7 @@ func (in *Injector) enter(ctx context.Context) (*slot, outcome, error) {
 		in.setCalls.Add(1)
 	} else {
 		s = in.timeline()
+		in.notePhase(s)
 	}
 	n := s.n.Add(1) - 1
 	if s.none {

@@ -3,6 +3,7 @@ package chaos
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"math"
 	"time"
 )
@@ -116,6 +117,15 @@ type Settings struct {
 	// means under concurrency). Zero is a seed like any other, so the
 	// default is deterministic too.
 	Seed uint64
+
+	// Logger, if set, receives a record when the faults in force change:
+	// Warn when Set switches faults on or calls enter a phase of the
+	// schedule that injects faults, Info when Clear is called or calls
+	// enter a part of the timeline that injects none, with the phase's
+	// name and its faults. A phase change is noticed by the first call
+	// that falls in it. Individual calls are not logged. Default nil: no
+	// logging.
+	Logger *slog.Logger
 }
 
 // Validate reports whether s is usable. The error wraps ErrInvalidSettings

@@ -4,7 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"time"
+
+	"go.opentelemetry.io/otel/metric"
 
 	"github.com/ringfence/ringfence/breaker"
 	"github.com/ringfence/ringfence/retry"
@@ -222,6 +225,19 @@ type ChainSettings struct {
 	// choose it when the receiver cannot deduplicate by key. A chain
 	// without a Deferred step ignores the field.
 	ReportUnknownOutcome bool
+
+	// Logger, if not nil, receives a Debug record for every Run answered
+	// by a fallback step (chain, step and kind) and for every Run that
+	// returns an error (chain, mode and the last step's error). Nil means
+	// no logging.
+	Logger *slog.Logger
+
+	// MeterProvider, if not nil, gets the chain's answers by source kind
+	// as the OpenTelemetry counter ringfence.fallback.answers (see
+	// METRICS.md at the root of the module); a Run adds to a striped
+	// counter only. The chain stays registered with the provider as long
+	// as the provider lives. Nil means no instruments.
+	MeterProvider metric.MeterProvider
 }
 
 // Chain runs one operation against its primary and, when the primary is
@@ -245,6 +261,7 @@ type Chain[Req, Resp any] struct {
 	should        func(error) bool
 	fallbackTime  time.Duration
 	reportUnknown bool
+	obs           *chainObs // logger and metrics; nil without either
 }
 
 // NewChain returns a chain called name that calls primary, made with
@@ -313,6 +330,11 @@ func NewChain[Req, Resp any](name string, settings ChainSettings, primary Step[R
 		}
 		c.retry = &p
 	}
+	obs, err := newChainObs(name, settings)
+	if err != nil {
+		return nil, err
+	}
+	c.obs = obs
 	return c, nil
 }
 
@@ -388,6 +410,7 @@ func (c *Chain[Req, Resp]) Run(ctx context.Context, req Req) (Resp, Source, erro
 	}
 	v, err := c.callPrimary(ctx, req, &r)
 	if err == nil {
+		c.obs.answered(ctx, c.primary.name, KindPrimary)
 		return v, Source{Step: c.primary.name, Kind: KindPrimary, Mode: r.mode}, nil
 	}
 	fails = append(fails, failure[Req, Resp]{&c.primary, err})
@@ -527,6 +550,7 @@ func (c *Chain[Req, Resp]) runFallbacks(ctx context.Context, req Req, r *run, fr
 			v, age, err = st.run(sctx, req)
 		}
 		if err == nil {
+			c.obs.answered(ctx, st.name, st.kind)
 			return v, Source{Step: st.name, Kind: st.kind, Age: age, Mode: r.mode}, nil
 		}
 		fails = append(fails, failure[Req, Resp]{st, err})
@@ -542,6 +566,7 @@ func (c *Chain[Req, Resp]) runFallbacks(ctx context.Context, req Req, r *run, fr
 // ErrUnknownOutcome error when the write's outcome is unknown.
 func (c *Chain[Req, Resp]) fail(ctx context.Context, r *run, fails []failure[Req, Resp], all bool) (Resp, Source, error) {
 	var zero Resp
+	c.obs.failed(ctx, r.mode, fails[len(fails)-1].err)
 	errs := make([]error, 0, len(fails)+3)
 	if all {
 		errs = append(errs, fmt.Errorf("fallback: chain %q: %w", c.name, ErrAllFailed))

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/maphash"
+	"log/slog"
 	"math"
 	"path/filepath"
 	"slices"
@@ -14,6 +15,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/otel/metric"
 	"golang.org/x/time/rate"
 
 	"github.com/ringfence/ringfence/internal/journal"
@@ -128,6 +130,19 @@ type OutboxOptions struct {
 	// Burst is how many deliveries may go out back to back when Replay has
 	// been idle. Zero means 1. It is ignored when Rate is rate.Inf.
 	Burst int
+
+	// Logger, if not nil, receives a Warn record when an item is moved to
+	// the dead letters and a Debug record for every other failed
+	// delivery attempt, with the directory, the item's key and stream,
+	// the attempt and the error. Nil means no logging.
+	Logger *slog.Logger
+
+	// MeterProvider, if not nil, gets the outbox's depth, oldest age,
+	// dead letters and replayed items as OpenTelemetry instruments (see
+	// METRICS.md at the root of the module), read from the same state as
+	// Stats when the provider collects. Close unregisters them. Nil means
+	// no instruments.
+	MeterProvider metric.MeterProvider
 
 	// fs, if set, replaces the file layer; tests use it to inject faults.
 	fs journal.FS
@@ -259,6 +274,8 @@ type Outbox struct {
 	scratch []byte
 	head    obHead
 	stats   OutboxStats // Delivered, Failures, DeadLettered, InFlight, LastError
+
+	reg metric.Registration // of OutboxOptions.MeterProvider; nil without
 }
 
 type obDeadEntry struct {
@@ -327,6 +344,10 @@ func OpenOutbox(path string, opts OutboxOptions) (*Outbox, error) {
 		o.liveCap = cap(o.live)
 	}
 	if err := o.compact(); err != nil {
+		j.Close()
+		return nil, err
+	}
+	if err := o.instrument(opts.MeterProvider); err != nil {
 		j.Close()
 		return nil, err
 	}
@@ -955,6 +976,7 @@ func (o *Outbox) Close() error {
 	}
 	o.closed = true
 	o.mu.Unlock()
+	o.unregister()
 	o.compactMu.Lock()
 	defer o.compactMu.Unlock()
 	return o.j.Close()

@@ -313,8 +313,10 @@ func (rp *obReplay) attempt(ctx context.Context, r obRecord, n int) (settled boo
 	o.mu.Unlock()
 	local := errors.Is(err, breaker.ErrOpen)
 	if retry.IsPermanent(err) || !local && o.opts.MaxAttempts > 0 && n >= o.opts.MaxAttempts {
+		o.logFailure(r, n, true, err)
 		return true, nil, o.finish(obDead, r, err.Error())
 	}
+	o.logFailure(r, n, false, err)
 	return false, err, nil
 }
 

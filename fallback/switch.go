@@ -4,10 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"go.opentelemetry.io/otel/metric"
 )
 
 // Mode is the operator's choice of how a dependency is used. The zero Mode
@@ -125,6 +128,20 @@ type SwitchSettings struct {
 	// When changes arrive concurrently their calls to OnChange may arrive
 	// out of order; Mode reports the current mode.
 	OnChange func(ModeChange)
+
+	// Logger, if not nil, receives one record per change Set makes: Warn
+	// when the new mode is ModeManual or ModePrimary, in which the chains
+	// no longer fall back on their own, Info when it is ModeAuto; with
+	// the switch's name, both modes and the reason. NewSwitch logs at
+	// Error when it cannot read Store and starts in Initial. Nil means no
+	// logging.
+	Logger *slog.Logger
+
+	// MeterProvider, if not nil, gets the switch's mode as the
+	// OpenTelemetry gauge ringfence.fallback.mode (see METRICS.md at the
+	// root of the module). The switch stays registered with the provider
+	// as long as the provider lives. Nil means no instruments.
+	MeterProvider metric.MeterProvider
 }
 
 // Switch holds the mode of one dependency: whether its chains call the
@@ -145,6 +162,7 @@ type Switch struct {
 	store    ModeStore
 	onChange func(ModeChange)
 	histLen  int
+	logger   *slog.Logger // SwitchSettings.Logger
 
 	mode atomic.Int32 // the current Mode
 
@@ -205,6 +223,10 @@ func NewSwitch(ctx context.Context, name string, settings SwitchSettings) (*Swit
 	if s.histLen == 0 {
 		s.histLen = DefaultHistoryLen
 	}
+	s.logger = settings.Logger
+	if err := s.instrument(settings.MeterProvider); err != nil {
+		return nil, err
+	}
 	s.mode.Store(int32(settings.Initial))
 	if s.store == nil {
 		return s, nil
@@ -225,10 +247,10 @@ func (s *Switch) load(ctx context.Context, initial Mode) error {
 		s.synced = true
 		return nil
 	case err != nil:
-		return fmt.Errorf("%w: switch %q starts in %v: %w", ErrModeUnreadable, s.name, initial, err)
+		return s.logUnreadable(fmt.Errorf("%w: switch %q starts in %v: %w", ErrModeUnreadable, s.name, initial, err))
 	case !c.To.valid():
-		return fmt.Errorf("%w: switch %q starts in %v: %w: stored mode %d",
-			ErrModeUnreadable, s.name, initial, ErrModeCorrupt, int32(c.To))
+		return s.logUnreadable(fmt.Errorf("%w: switch %q starts in %v: %w: stored mode %d",
+			ErrModeUnreadable, s.name, initial, ErrModeCorrupt, int32(c.To)))
 	}
 	s.version, s.synced = version, true
 	s.mode.Store(int32(c.To))
@@ -252,6 +274,7 @@ func (s *Switch) apply(c ModeChange, version uint64) {
 	s.mode.Store(int32(c.To))
 	s.record(c)
 	s.setMu.Unlock()
+	s.logChange(c)
 
 	if s.onChange != nil {
 		s.onChange(c)
@@ -316,6 +339,7 @@ func (s *Switch) Set(ctx context.Context, m Mode, actor, reason string) error {
 	s.mode.Store(int32(m))
 	s.record(c)
 	s.setMu.Unlock()
+	s.logChange(c)
 
 	if s.onChange != nil {
 		s.onChange(c)

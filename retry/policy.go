@@ -3,6 +3,7 @@ package retry
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"math"
 	"time"
 )
@@ -80,6 +81,17 @@ type Policy struct {
 	// waiting for a retry, with the number of the attempt that failed
 	// (1 for the first), its error, and the wait about to start.
 	OnRetry func(attempt int, err error, wait time.Duration)
+
+	// Metrics, if not nil, counts the retries of every call made with the
+	// policy, and the retries the Budget or the Throttle refused (see
+	// [Metrics]). Nil means no instruments.
+	Metrics *Metrics
+
+	// Logger, if not nil, receives a Debug record before every retry
+	// (the failed attempt's number and error, and the wait) and when the
+	// Budget or the Throttle refuses one. Nothing is logged above Debug:
+	// these are per-call events. Nil means no logging.
+	Logger *slog.Logger
 
 	// Rand returns uniform values in [0, 1) for jitter. Nil means
 	// math/rand/v2.Float64. Tests pin it to make waits exact.

@@ -141,6 +141,7 @@ func retrying[T any](ctx context.Context, pv Policy, fn func(context.Context) (T
 		if p.OnRetry != nil {
 			p.OnRetry(attempt, err, wait)
 		}
+		p.logRetry(attempt, err, wait)
 		if serr := sleep(ctx, wait); serr != nil {
 			return v, &Error{Attempts: attempt, Err: err, stop: serr}
 		}
@@ -248,6 +249,7 @@ func (l *loop) next(ctx context.Context, p *Policy, attempt int, f *facts) (wait
 // a Budget token taken before the Throttle said no is given back.
 func (l *loop) spend(p *Policy) (stop error, ok bool) {
 	if p.Budget != nil && !p.Budget.AllowRetry() {
+		p.denied(ErrBudgetExhausted)
 		return ErrBudgetExhausted, false
 	}
 	// The throttle is asked before waiting rather than after, so that a
@@ -257,8 +259,10 @@ func (l *loop) spend(p *Policy) (stop error, ok bool) {
 		if p.Budget != nil {
 			p.Budget.refund()
 		}
+		p.denied(ErrThrottled)
 		return ErrThrottled, false
 	}
+	p.Metrics.add(countRetries)
 	return nil, true
 }
 

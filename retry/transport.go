@@ -227,6 +227,7 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		if p.OnRetry != nil {
 			p.OnRetry(attempt, failure, wait)
 		}
+		p.logRetry(attempt, failure, wait)
 		if serr := sleep(ctx, wait); serr != nil {
 			if body != nil {
 				body.Close()

@@ -216,6 +216,7 @@ func (r *Rollout) evaluate(ctx context.Context) (Verdict, error) {
 	case r.p.Store != nil && now.Sub(r.lastSave) >= r.p.Checkpoint:
 		err = r.save(ctx, now)
 	}
+	r.obs.verdict(v)
 	r.mu.Unlock()
 	r.deliver()
 	return v, err

@@ -4,8 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math"
 	"time"
+
+	"go.opentelemetry.io/otel/metric"
 )
 
 // Defaults used for zero fields of a Plan, its Stages and its Judge.
@@ -200,6 +203,22 @@ type Plan struct {
 	// the transition, but if another goroutine is still delivering earlier
 	// events, that goroutine delivers this one too, after them.
 	OnEvent func(Event)
+
+	// Logger, if set, receives one record per transition, with no lock
+	// held: Warn when the rollout rolls back or pauses, Info otherwise,
+	// with the name, both states, the stage, the percent, the reason and
+	// the verdict's outcome and rule; and an Error record when Start
+	// finds the stored state unusable and the rollout fails safe. Nil
+	// means no logging.
+	Logger *slog.Logger
+
+	// MeterProvider, if set, gets the rollout's stage percent, state,
+	// verdicts and the staleness of the fleet's evidence (see Evidence)
+	// as OpenTelemetry instruments (see METRICS.md at the root
+	// of the module), created by New; Variant and Observe add nothing.
+	// The rollout stays registered with the provider as long as the
+	// provider lives. Nil means no instruments.
+	MeterProvider metric.MeterProvider
 
 	// Store keeps the rollout's state across restarts. Nil keeps it in
 	// memory only.

@@ -160,6 +160,8 @@ type Rollout struct {
 	history    []Event
 	pending    []Event // events awaiting delivery to OnEvent
 	delivering bool
+
+	obs *rolloutObs // verdict counts; nil without Plan.MeterProvider
 }
 
 // New returns a Pending rollout of p; no key gets the canary before
@@ -172,6 +174,9 @@ func New(p Plan) (*Rollout, error) {
 	}
 	r := &Rollout{p: cp}
 	r.stats.Store(r.newStats(0, nil))
+	if err := r.instrument(); err != nil {
+		return nil, err
+	}
 	return r, nil
 }
 
@@ -214,6 +219,7 @@ func (r *Rollout) Start(ctx context.Context) error {
 	if resumed, err := r.load(ctx); resumed || err != nil {
 		r.mu.Unlock()
 		r.deliver()
+		r.logStart(err)
 		return err
 	}
 	r.starting = true
@@ -463,7 +469,7 @@ func (r *Rollout) transition(now time.Time, to State, stage int, reason string, 
 // held.
 func (r *Rollout) record(e Event) {
 	r.history = append(r.history, e)
-	if r.p.OnEvent != nil {
+	if r.p.OnEvent != nil || r.p.Logger != nil {
 		r.pending = append(r.pending, e)
 	}
 }
@@ -472,7 +478,7 @@ func (r *Rollout) record(e Event) {
 // another goroutine is already delivering, that goroutine delivers these
 // events too, after its current ones.
 func (r *Rollout) deliver() {
-	if r.p.OnEvent == nil {
+	if r.p.OnEvent == nil && r.p.Logger == nil {
 		return
 	}
 	r.mu.Lock()
@@ -494,7 +500,10 @@ func (r *Rollout) deliver() {
 		r.pending = nil
 		r.mu.Unlock()
 		for _, e := range batch {
-			r.p.OnEvent(e)
+			r.logEvent(e)
+			if r.p.OnEvent != nil {
+				r.p.OnEvent(e)
+			}
 		}
 		r.mu.Lock()
 	}
