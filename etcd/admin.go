@@ -83,8 +83,8 @@ type AdminSettings struct {
 // admin.ErrTransition; so is an action over a damaged record, which is
 // never overwritten. An unknown name is refused with admin.ErrUnknownObject.
 // When etcd cannot be read within AdminSettings.Timeout (or before ctx
-// ends), Apply returns an error wrapping admin.ErrUnavailable and nothing
-// is changed. If a write fails after its read succeeded, the write may or
+// ends), Apply returns an error wrapping admin.ErrUnavailable, saying since
+// when this instance's view is stale if it is, and nothing is changed. If a write fails after its read succeeded, the write may or
 // may not have reached etcd; Apply then returns an error saying so, which
 // the Handler reports as an action that may have taken effect.
 //
@@ -215,7 +215,7 @@ func (a *Admin) setMode(ctx context.Context, m *ModeStore, act admin.Action) err
 		case errors.Is(err, fallback.ErrModeCorrupt):
 			return fmt.Errorf("%w: switch %q: the fleet record is damaged and is never overwritten (repair or delete %s): %w", admin.ErrTransition, act.Name, m.Key(), err)
 		case err != nil:
-			return unavailable(act, err)
+			return unavailable(act, m.Freshness(), err)
 		case cur.To == act.Mode:
 			return fmt.Errorf("%w: switch %q is already in mode %s fleet-wide", admin.ErrTransition, act.Name, act.Mode)
 		default:
@@ -265,7 +265,7 @@ func (a *Admin) force(ctx context.Context, act admin.Action) error {
 	}
 	resp, err := a.bc.c.Get(ctx, key)
 	if err != nil {
-		return unavailable(act, err)
+		return unavailable(act, a.bc.Freshness(), err)
 	}
 	if len(resp.Kvs) == 1 {
 		cur, err := a.bc.decode(key, resp.Kvs[0].Value)
@@ -303,6 +303,17 @@ func badVerb(act admin.Action) error {
 
 // unavailable returns the error for an action whose first read of etcd
 // failed, before anything was written.
-func unavailable(act admin.Action, err error) error {
-	return fmt.Errorf("%w: etcd: admin: %s %s %q: etcd could not be read, nothing was changed: %w", admin.ErrUnavailable, act.Verb, act.Kind, act.Name, err)
+// f is the freshness of this instance's view of the object; a stale view
+// is named with the time it went stale and the last time etcd answered.
+func unavailable(act admin.Action, f Freshness, err error) error {
+	view := ""
+	if f.Stale {
+		view = fmt.Sprintf(" (this instance's view is stale since %s", f.Since.UTC().Format(time.RFC3339))
+		if !f.Heard.IsZero() {
+			view += fmt.Sprintf(", etcd last answered at %s", f.Heard.UTC().Format(time.RFC3339))
+		}
+		view += ")"
+	}
+	return fmt.Errorf("%w: etcd: admin: %s %s %q: etcd could not be read, nothing was changed%s: %w",
+		admin.ErrUnavailable, act.Verb, act.Kind, act.Name, view, err)
 }

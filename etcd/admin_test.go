@@ -243,7 +243,14 @@ func TestAdminChangesNothingWhileEtcdIsDown(t *testing.T) {
 	a := newConsole(t, 300*time.Millisecond, srv.Endpoints()...)
 	b := newConsole(t, 300*time.Millisecond, srv.Endpoints()...)
 
+	fresh, stale := freshnessLog(quick())
+	control, err := NewBreakerControl(newClient(t, srv.Endpoints()...), fresh)
+	require.NoError(t, err)
+	t.Cleanup(control.Close)
+	awaitFreshness(t, stale, false, "a control with etcd up")
+
 	srv.Stop()
+	awaitFreshness(t, stale, true, "a control with etcd down")
 	for path, body := range map[string]string{
 		"switches/desk/mode":           `{"reason":"outage","mode":"manual"}`,
 		"breakers/payments/force-open": `{"reason":"outage"}`,
@@ -254,9 +261,14 @@ func TestAdminChangesNothingWhileEtcdIsDown(t *testing.T) {
 		assert.Equal(t, "unavailable", got.Code, path)
 		assert.Contains(t, got.Error, "nothing was changed", path)
 	}
-	err := a.admin.Apply(waitCtx(t), admin.Action{Kind: admin.KindSwitch, Name: "desk", Verb: admin.VerbSetMode, Mode: fallback.ModeManual, Reason: "r", Actor: "alice"})
+	err = a.admin.Apply(waitCtx(t), admin.Action{Kind: admin.KindSwitch, Name: "desk", Verb: admin.VerbSetMode, Mode: fallback.ModeManual, Reason: "r", Actor: "alice"})
 	assert.ErrorIs(t, err, admin.ErrUnavailable)
 	assert.Equal(t, fallback.ModeAuto, a.sw.Mode(), "A's own switch did not change")
+	lone, err := NewAdmin(AdminSettings{Breakers: control, Objects: admin.Objects{Breakers: []*breaker.Breaker{a.payments}}, Timeout: 300 * time.Millisecond})
+	require.NoError(t, err)
+	err = lone.Apply(waitCtx(t), admin.Action{Kind: admin.KindBreaker, Name: "payments", Verb: admin.VerbForceOpen, Reason: "r", Actor: "alice"})
+	require.ErrorIs(t, err, admin.ErrUnavailable)
+	assert.Contains(t, err.Error(), "stale since", "the error says since when the view is stale")
 	assert.Equal(t, breaker.Closed, a.payments.State(), "A's own breaker did not change")
 
 	require.NoError(t, srv.Restart(waitCtx(t)))
