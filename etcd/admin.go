@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/ringfence/ringfence/admin"
+	"github.com/ringfence/ringfence/breaker"
 	"github.com/ringfence/ringfence/fallback"
 )
 
@@ -16,6 +17,13 @@ const ScopeFleet = "fleet"
 
 // DefaultAdminTimeout is AdminSettings.Timeout when zero.
 const DefaultAdminTimeout = 5 * time.Second
+
+// followWait bounds how long Apply waits for this instance's own switch or
+// breaker to follow a change it stored, and followPoll how often it looks.
+const (
+	followWait = time.Second
+	followPoll = 5 * time.Millisecond
+)
 
 // modeAttempts is how many times Admin reads and saves a mode record that
 // another writer keeps changing before it gives up.
@@ -59,8 +67,10 @@ type AdminSettings struct {
 // with the actor and the reason through [BreakerControl.Set], which every
 // instance's control applies to its attached breakers; the intent lasts
 // until released. Both reach the other instances through their watches,
-// typically well within a second, so the object in the Handler's answer
-// may not show the change yet.
+// typically well within a second. Once the change is stored, Apply waits
+// up to a second (and no longer than ctx) for this instance's own switch
+// or named breaker to follow, so that the Handler's answer shows the new
+// state; it does not wait for the members of a group.
 //
 // Some actions are not made fleet-wide, and each says so:
 //   - Requeueing a dead letter acts on this instance's outbox, through
@@ -95,7 +105,7 @@ type Admin struct {
 	switches map[string]*fallback.Switch
 	bc       *BreakerControl
 	timeout  time.Duration
-	breakers map[string]bool
+	breakers map[string]*breaker.Breaker
 	groups   map[string]bool
 	rollouts map[string]bool
 }
@@ -118,7 +128,7 @@ func NewAdmin(s AdminSettings) (*Admin, error) {
 		switches: make(map[string]*fallback.Switch, len(s.Modes)),
 		bc:       s.Breakers,
 		timeout:  s.Timeout,
-		breakers: make(map[string]bool),
+		breakers: make(map[string]*breaker.Breaker),
 		groups:   make(map[string]bool),
 		rollouts: make(map[string]bool),
 	}
@@ -138,7 +148,7 @@ func NewAdmin(s AdminSettings) (*Admin, error) {
 		}
 	}
 	for _, b := range s.Objects.Breakers {
-		a.breakers[b.Name()] = true
+		a.breakers[b.Name()] = b
 	}
 	for name := range s.Objects.Groups {
 		a.groups[name] = true
@@ -186,11 +196,11 @@ func (a *Admin) Apply(ctx context.Context, act admin.Action) error {
 		}
 		return a.setMode(ctx, m, act)
 	case admin.KindBreaker, admin.KindGroup:
-		known := a.breakers
-		if act.Kind == admin.KindGroup {
-			known = a.groups
+		known := a.groups[act.Name]
+		if act.Kind == admin.KindBreaker {
+			known = a.breakers[act.Name] != nil
 		}
-		if !known[act.Name] {
+		if !known {
 			return unknownObject(act)
 		}
 		return a.force(ctx, act)
@@ -225,6 +235,8 @@ func (a *Admin) setMode(ctx context.Context, m *ModeStore, act admin.Action) err
 		_, err = m.Save(ctx, change, version)
 		switch {
 		case err == nil:
+			sw := a.switches[act.Name]
+			follow(ctx, func() bool { return sw.Mode() == act.Mode })
 			return nil
 		case errors.Is(err, fallback.ErrModeConflict):
 			continue // another writer came first: read its record and try again
@@ -284,7 +296,33 @@ func (a *Admin) force(ctx context.Context, act admin.Action) error {
 		}
 		return fmt.Errorf("etcd: admin: %s %s: the write may or may not have reached etcd; check the breakers: %w", act.Verb, what, err)
 	}
+	if b := a.breakers[act.Name]; b != nil && act.Kind == admin.KindBreaker {
+		want := map[Action]breaker.State{ForceOpen: breaker.ForcedOpen, ForceClosed: breaker.ForcedClosed}[in.Action]
+		follow(ctx, func() bool {
+			st := b.State()
+			if in.Action == Release {
+				return st != breaker.ForcedOpen && st != breaker.ForcedClosed
+			}
+			return st == want
+		})
+	}
 	return nil
+}
+
+// follow waits until done reports true, for at most followWait or until
+// ctx ends, whichever comes first.
+func follow(ctx context.Context, done func() bool) {
+	ctx, cancel := context.WithTimeout(ctx, followWait)
+	defer cancel()
+	tick := time.NewTicker(followPoll)
+	defer tick.Stop()
+	for !done() {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
 }
 
 // localMode returns the mode of this instance's switch called name.

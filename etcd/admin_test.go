@@ -115,6 +115,10 @@ type answer struct {
 		Scope string `json:"scope"`
 		Actor string `json:"actor"`
 	} `json:"change"`
+	Object struct {
+		State string `json:"state"`
+		Mode  string `json:"mode"`
+	} `json:"object"`
 }
 
 // post sends an action to the console's handler over HTTP.
@@ -159,6 +163,7 @@ func TestAdminActsForTheWholeFleet(t *testing.T) {
 	require.Equal(t, http.StatusOK, got.Status, got.Error)
 	assert.Equal(t, ScopeFleet, got.Scope)
 	assert.Equal(t, ScopeFleet, got.Change.Scope)
+	assert.Equal(t, "manual", got.Object.Mode, "the answer shows A's switch after it followed the fleet record")
 	b.await(t, "B's switch in manual mode", fleetWait, func() bool { return b.sw.Mode() == fallback.ModeManual })
 	a.await(t, "A's switch in manual mode", fleetWait, func() bool { return a.sw.Mode() == fallback.ModeManual })
 	last := b.sw.History()[len(b.sw.History())-1]
@@ -171,6 +176,7 @@ func TestAdminActsForTheWholeFleet(t *testing.T) {
 	got = a.post(t, writeSecret, "breakers/payments/force-open", `{"reason":"garbage answers"}`)
 	require.Equal(t, http.StatusOK, got.Status, got.Error)
 	assert.Equal(t, ScopeFleet, got.Scope)
+	assert.Equal(t, "forced-open", got.Object.State, "the answer shows A's breaker after it followed the intent")
 	b.await(t, "B's payments forced open", fleetWait, func() bool { return b.payments.State() == breaker.ForcedOpen })
 	assert.Contains(t, b.payments.Snapshot().Reason, "garbage answers (by alice")
 
