@@ -94,9 +94,10 @@ type AdminSettings struct {
 // never overwritten. An unknown name is refused with admin.ErrUnknownObject.
 // When etcd cannot be read within AdminSettings.Timeout (or before ctx
 // ends), Apply returns an error wrapping admin.ErrUnavailable, saying since
-// when this instance's view is stale if it is, and nothing is changed. If a write fails after its read succeeded, the write may or
-// may not have reached etcd; Apply then returns an error saying so, which
-// the Handler reports as an action that may have taken effect.
+// when this instance's view is stale if it is, and nothing is changed. If
+// a write fails after its read succeeded, the write may or may not have
+// reached etcd; Apply then returns an error saying so, which the Handler
+// reports as an action that may have taken effect.
 //
 // An Admin starts no goroutine and is safe for concurrent use.
 type Admin struct {
@@ -117,7 +118,7 @@ type Admin struct {
 func NewAdmin(s AdminSettings) (*Admin, error) {
 	local, err := admin.NewLocal(s.Objects)
 	if err != nil {
-		return nil, fmt.Errorf("etcd: admin: AdminSettings.%w", err)
+		return nil, fmt.Errorf("etcd: admin: AdminSettings: %w", err)
 	}
 	if s.Timeout < 0 {
 		return nil, fmt.Errorf("etcd: admin: AdminSettings.Timeout must be >= 0, got %v", s.Timeout)
@@ -193,6 +194,9 @@ func (a *Admin) Apply(ctx context.Context, act admin.Action) error {
 		}
 		if act.Verb != admin.VerbSetMode {
 			return badVerb(act)
+		}
+		if _, err := act.Mode.MarshalText(); err != nil {
+			return fmt.Errorf("%w: switch %q: %w", admin.ErrTransition, act.Name, err)
 		}
 		return a.setMode(ctx, m, act)
 	case admin.KindBreaker, admin.KindGroup:

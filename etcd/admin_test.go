@@ -238,6 +238,7 @@ func TestAdminRefusesWhatTheHandlerMustRefuse(t *testing.T) {
 		assert.ErrorIs(t, a.admin.Apply(ctx, act), admin.ErrUnknownObject, "%s %q", act.Kind, act.Name)
 	}
 	assert.ErrorIs(t, a.admin.Apply(ctx, admin.Action{Kind: admin.KindBreaker, Name: "payments", Verb: admin.VerbSetMode, Reason: "r"}), admin.ErrTransition)
+	assert.ErrorIs(t, a.admin.Apply(ctx, admin.Action{Kind: admin.KindSwitch, Name: "desk", Verb: admin.VerbSetMode, Mode: 7, Reason: "r"}), fallback.ErrUnknownMode)
 
 	// Nothing reached the fleet.
 	assert.Equal(t, fallback.ModeAuto, b.sw.Mode())
