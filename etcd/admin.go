@@ -247,7 +247,8 @@ func (a *Admin) setMode(ctx context.Context, m *ModeStore, act admin.Action) err
 		case errors.Is(err, fallback.ErrModeCorrupt):
 			return fmt.Errorf("%w: switch %q: the fleet record is damaged and is never overwritten (repair or delete %s): %w", admin.ErrTransition, act.Name, m.Key(), err)
 		}
-		return fmt.Errorf("etcd: admin: set-mode switch %q: the write may or may not have reached etcd; check the switch: %w", act.Name, err)
+		// %v, not %w: a context error would tell the Handler nothing changed.
+		return fmt.Errorf("etcd: admin: set-mode switch %q: the write may or may not have reached etcd; check the switch: %v", act.Name, err)
 	}
 	return fmt.Errorf("%w: switch %q: its fleet record changed under %d attempts in a row; nothing was changed, try again", admin.ErrTransition, act.Name, modeAttempts)
 }
@@ -298,7 +299,8 @@ func (a *Admin) force(ctx context.Context, act admin.Action) error {
 		if errors.Is(err, ErrBadIntent) {
 			return fmt.Errorf("%w: %s: %w", admin.ErrTransition, what, err)
 		}
-		return fmt.Errorf("etcd: admin: %s %s: the write may or may not have reached etcd; check the breakers: %w", act.Verb, what, err)
+		// %v, not %w: a context error would tell the Handler nothing changed.
+		return fmt.Errorf("etcd: admin: %s %s: the write may or may not have reached etcd; check the breakers: %v", act.Verb, what, err)
 	}
 	if b := a.breakers[act.Name]; b != nil && act.Kind == admin.KindBreaker {
 		want := map[Action]breaker.State{ForceOpen: breaker.ForcedOpen, ForceClosed: breaker.ForcedClosed}[in.Action]
