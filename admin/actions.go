@@ -84,8 +84,19 @@ type Actions interface {
 	// Apply carries out a and returns nil once it has taken effect.
 	// An error wrapping ErrUnknownObject or ErrTransition means nothing
 	// was changed; any other error means the action failed or took effect
-	// only in part, and the error says which.
+	// only in part, and the error says which, except for one wrapping
+	// ErrUnavailable or ctx's error, which also means nothing was changed.
 	Apply(ctx context.Context, a Action) error
+}
+
+// KindScoper is implemented by an Actions whose scope depends on the kind
+// of object, such as a fleet-wide backend that acts on switches for the
+// whole fleet but on outboxes, which are per instance, locally. The
+// Handler then reports ScopeOf(kind) in the answer to each action and in
+// its audit trail, and Scope (the scope of most actions) everywhere else.
+type KindScoper interface {
+	// ScopeOf names where actions on objects of kind k take effect.
+	ScopeOf(k Kind) string
 }
 
 // ScopeLocal is the Scope of Local.

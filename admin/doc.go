@@ -52,7 +52,10 @@
 //
 // Every answer is a JSON object with a "scope" field saying where actions
 // take effect: "local" (this process only) with the default Local
-// Actions. Errors are 4xx (or 5xx) answers of the form
+// Actions, "fleet" (every instance) with the Actions of the etcd module
+// (github.com/ringfence/ringfence/etcd, etcd.NewAdmin). The answer to an
+// action names the scope of that action, which may differ by kind of
+// object (see KindScoper): outboxes, for one, are always local. Errors are 4xx (or 5xx) answers of the form
 //
 //	{"scope": "local", "code": "illegal-transition", "error": "admin: transition not allowed: ..."}
 //
@@ -61,7 +64,8 @@
 // are unauthorized (401), read-only-token (403), not-found and
 // unknown-object (404), method-not-allowed (405), illegal-transition (409),
 // body-too-large (413), unsupported-media-type (415), malformed-json,
-// missing-reason and bad-request (400), and canceled (503) when the
+// missing-reason and bad-request (400), unavailable (503) when the store
+// Actions acts through could not be reached, and canceled (503) when the
 // request ended before Actions answered.
 //
 // Reads (GET):
@@ -91,10 +95,12 @@
 //
 // The handler checks each action (token, body, reason, object) and hands
 // it to Settings.Actions. The default, Local, applies it to the objects of
-// this process through their own methods. An Actions backed by a
-// fleet-wide store, once one exists, plugs in the same way, and its Scope
-// tells operators, the page and the command-line tool that their action
-// reached the whole fleet rather than one instance.
+// this process through their own methods. The etcd module's Actions
+// (etcd.NewAdmin) plugs in the same way: it records switch modes and
+// forced breakers in the fleet's etcd store, which every instance
+// follows, and its scope "fleet" tells operators, the page and the
+// command-line tool that their action reached the whole fleet rather than
+// one instance.
 //
 // # The page
 //

@@ -101,6 +101,14 @@ func cmp(v, def int64) int64 {
 // effect.
 func (h *Handler) Scope() string { return h.actions.Scope() }
 
+// scopeOf returns where actions on objects of kind k take effect.
+func (h *Handler) scopeOf(k Kind) string {
+	if ks, ok := h.actions.(KindScoper); ok {
+		return ks.ScopeOf(k)
+	}
+	return h.actions.Scope()
+}
+
 // apiError is an error answer: a status, a stable code and a message that
 // names the problem.
 type apiError struct {
@@ -409,6 +417,8 @@ func (h *Handler) act(w http.ResponseWriter, r *http.Request, tok tokenHash, k K
 		err = fail(http.StatusNotFound, "unknown-object", "%v", applyErr)
 	case errors.Is(applyErr, ErrTransition):
 		err = fail(http.StatusConflict, "illegal-transition", "%v", applyErr)
+	case errors.Is(applyErr, ErrUnavailable):
+		err = fail(http.StatusServiceUnavailable, "unavailable", "the action was not completed, nothing was changed: %v", applyErr)
 	case errors.Is(applyErr, context.Canceled), errors.Is(applyErr, context.DeadlineExceeded):
 		err = fail(http.StatusServiceUnavailable, "canceled", "the action was not completed: %v", applyErr)
 	}
@@ -419,7 +429,7 @@ func (h *Handler) act(w http.ResponseWriter, r *http.Request, tok tokenHash, k K
 	}
 	c := Change{
 		Time: time.Now(), Actor: tok.name, Kind: k, Name: name, Verb: v, Key: a.Key,
-		Reason: a.Reason, Scope: h.Scope(),
+		Reason: a.Reason, Scope: h.scopeOf(k),
 	}
 	if v == VerbSetMode {
 		c.Mode = a.Mode.String()
@@ -441,7 +451,7 @@ func (h *Handler) act(w http.ResponseWriter, r *http.Request, tok tokenHash, k K
 		return
 	}
 	obj, _ := h.detail(r.Context(), k, name)
-	h.writeJSON(w, http.StatusOK, map[string]any{"scope": h.Scope(), "change": c, "object": obj})
+	h.writeJSON(w, http.StatusOK, map[string]any{"scope": c.Scope, "change": c, "object": obj})
 }
 
 // parseAction checks the caller's right to act and the request body, in

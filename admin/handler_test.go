@@ -3,6 +3,7 @@ package admin
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -449,4 +450,54 @@ func TestConcurrentReadsAndActions(t *testing.T) {
 	}
 	wg.Wait()
 	assert.Len(t, f.h.trail.recent(), 80)
+}
+
+// kindScoped is an Actions acting fleet-wide on every kind but outboxes,
+// and failing to reach its store for rollouts.
+type kindScoped struct{ recorder }
+
+func (k *kindScoped) ScopeOf(kind Kind) string {
+	if kind == KindOutbox {
+		return ScopeLocal
+	}
+	return "fleet"
+}
+
+func (k *kindScoped) Apply(ctx context.Context, a Action) error {
+	if a.Kind == KindRollout {
+		return fmt.Errorf("%w: store down", ErrUnavailable)
+	}
+	return k.recorder.Apply(ctx, a)
+}
+
+func TestTheScopeOfAnActionCanDependOnTheKind(t *testing.T) {
+	f := newObjects(t)
+	ks := &kindScoped{}
+	h, err := New(Settings{Tokens: testTokens(), Objects: f.objects(), Actions: ks, Logger: discard()})
+	require.NoError(t, err)
+	post := func(path, body string) *httptest.ResponseRecorder {
+		w := httptest.NewRecorder()
+		req := httptest.NewRequest(http.MethodPost, path, strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+writeSecret)
+		req.Header.Set("Content-Type", "application/json")
+		h.ServeHTTP(w, req)
+		return w
+	}
+	w := post("/api/v1/outboxes/bookings/requeue", `{"reason":"fixed","key":"k"}`)
+	require.Equal(t, http.StatusOK, w.Code, w.Body.String())
+	assert.Contains(t, w.Body.String(), `"scope": "local"`)
+	assert.NotContains(t, w.Body.String(), `"scope": "fleet"`)
+	w = post("/api/v1/switches/desk/mode", `{"reason":"outage","mode":"manual"}`)
+	require.Equal(t, http.StatusOK, w.Code, w.Body.String())
+	assert.NotContains(t, w.Body.String(), `"scope": "local"`)
+	changes := h.trail.recent()
+	require.Len(t, changes, 2)
+	assert.Equal(t, "fleet", changes[0].Scope)
+	assert.Equal(t, ScopeLocal, changes[1].Scope)
+	assert.Equal(t, "fleet", h.Scope())
+
+	w = post("/api/v1/rollouts/parser-v2/pause", `{"reason":"bad"}`)
+	assert.Equal(t, http.StatusServiceUnavailable, w.Code)
+	assert.Contains(t, w.Body.String(), `"code": "unavailable"`)
+	assert.Len(t, h.trail.recent(), 2, "an action that changed nothing is not audited")
 }

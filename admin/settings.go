@@ -27,6 +27,11 @@ var (
 	// switch to the mode it is already in. Nothing was changed. The
 	// Handler answers it with 409 Conflict.
 	ErrTransition = errors.New("admin: transition not allowed")
+	// ErrUnavailable is wrapped by the error Actions.Apply returns when the
+	// store it acts through (such as a fleet-wide store) could not be
+	// reached before anything was written. Nothing was changed. The
+	// Handler answers it with 503 Service Unavailable.
+	ErrUnavailable = errors.New("admin: store unavailable")
 )
 
 // MinSecretLen is the shortest Token.Secret New accepts, in bytes.
