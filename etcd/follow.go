@@ -3,7 +3,6 @@ package etcd
 import (
 	"context"
 	"errors"
-	"sync"
 	"time"
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
@@ -33,14 +32,12 @@ type follower struct {
 	cancel context.CancelFunc
 	done   chan struct{}
 
-	mu          sync.Mutex // guards fr and loggedStale
-	fr          Freshness
-	loggedStale bool // a stale line was logged and no fresh line since
+	view
 }
 
 // start starts the follower's goroutine; stop ends it.
 func (f *follower) start() {
-	f.fr = Freshness{Stale: true, Since: time.Now(), Err: errNoAnswer}
+	f.view.init(f.what, f.s, false)
 	ctx, cancel := context.WithCancel(context.Background())
 	f.cancel, f.done = cancel, make(chan struct{})
 	go f.run(ctx)
@@ -50,13 +47,6 @@ func (f *follower) start() {
 func (f *follower) stop() {
 	f.cancel()
 	<-f.done
-}
-
-// freshness returns the current Freshness.
-func (f *follower) freshness() Freshness {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.fr
 }
 
 func (f *follower) run(ctx context.Context) {
@@ -157,70 +147,4 @@ func (f *follower) watch(ctx context.Context, rev int64, beat *time.Ticker) {
 			}
 		}
 	}
-}
-
-// heard records that etcd answered at revision rev. It reports whether
-// the view had been reported stale, so the caller should read again.
-func (f *follower) heard(rev int64) (wasStale bool) {
-	now := time.Now()
-	f.mu.Lock()
-	wasStale = f.fr.Stale
-	f.fr.Heard, f.fr.Err = now, nil
-	if rev > f.fr.Revision {
-		f.fr.Revision = rev
-	}
-	var logged bool
-	if wasStale {
-		f.fr.Stale, f.fr.Since = false, now
-		logged, f.loggedStale = f.loggedStale, false
-	}
-	fr := f.fr
-	f.mu.Unlock()
-	if logged {
-		f.s.Logger.Info("ringfence: fleet view is current again", "object", f.what, "revision", rev)
-	}
-	if wasStale && f.s.OnFreshness != nil {
-		f.s.OnFreshness(fr)
-	}
-	return wasStale
-}
-
-// failed records err as the last error.
-func (f *follower) failed(err error) {
-	f.mu.Lock()
-	f.fr.Err = err
-	f.mu.Unlock()
-}
-
-// check marks the view stale once etcd has been silent for StaleAfter,
-// and reports whether it is stale.
-func (f *follower) check(now time.Time) (stale bool) {
-	f.mu.Lock()
-	if f.fr.Stale && f.loggedStale || now.Sub(f.lastHeard()) <= f.s.StaleAfter {
-		stale = f.fr.Stale
-		f.mu.Unlock()
-		return stale
-	}
-	changed := !f.fr.Stale
-	if changed {
-		f.fr.Stale, f.fr.Since = true, now
-	}
-	f.loggedStale = true
-	fr := f.fr
-	f.mu.Unlock()
-	f.s.Logger.Warn("ringfence: fleet view is stale; keeping the last known state",
-		"object", f.what, "since", fr.Since, "last_heard", fr.Heard, "error", fr.Err)
-	if changed && f.s.OnFreshness != nil {
-		f.s.OnFreshness(fr)
-	}
-	return true
-}
-
-// lastHeard is when etcd last answered, or when the follower started if
-// it never did. f.mu must be held.
-func (f *follower) lastHeard() time.Time {
-	if f.fr.Heard.IsZero() {
-		return f.fr.Since
-	}
-	return f.fr.Heard
 }
