@@ -14,8 +14,9 @@ var errNoAnswer = errors.New("etcd: no answer yet")
 
 // follower keeps a local view of one key, or of every key under a prefix,
 // current: it reads them, watches from the revision it read, reads again
-// after a compaction, a broken watch or a reconnect, and asks etcd for a
-// sign of life three times per StaleAfter to know how fresh its view is.
+// after a compaction, a broken watch or a reconnect, and, unless events
+// keep arriving, asks etcd for a sign of life three times per StaleAfter
+// to know how fresh its view is (without holding up the events).
 //
 // reset gets the full set of keys and the revision they were read at, event
 // each change after that; both run on the follower's goroutine, one call at
@@ -101,10 +102,17 @@ func (f *follower) watch(ctx context.Context, rev int64, beat *time.Ticker) {
 	made := make(chan clientv3.WatchChan, 1)
 	go func() { made <- f.c.Watch(wctx, f.key, opts...) }()
 	var wch clientv3.WatchChan // nil, so never ready, until made
+	// asking is closed when the sign-of-life request in flight has ended;
+	// nil while none is. The request runs on its own goroutine so that the
+	// events arriving meanwhile are applied at once.
+	var asking chan struct{}
 	defer func() {
 		cancel()
 		if wch == nil {
 			<-made
+		}
+		if asking != nil {
+			<-asking
 		}
 	}()
 	for {
@@ -133,18 +141,28 @@ func (f *follower) watch(ctx context.Context, rev int64, beat *time.Ticker) {
 			if f.heard(wr.Header.Revision) {
 				return
 			}
+		case <-asking:
+			asking = nil
 		case now := <-beat.C:
 			if f.check(now) {
 				// Silent for StaleAfter: the watch may be stuck on a
 				// dead connection, so read and watch again.
 				return
 			}
-			rctx, rcancel := context.WithTimeout(ctx, f.s.RequestTimeout)
-			err := f.c.RequestProgress(rctx)
-			rcancel()
-			if err != nil && ctx.Err() == nil {
-				f.failed(err)
+			// No need to ask while events or progress notices arrive.
+			if asking != nil || now.Sub(f.freshness().Heard) < f.s.StaleAfter/6 {
+				continue
 			}
+			asking = make(chan struct{})
+			go func(done chan struct{}) {
+				defer close(done)
+				rctx, rcancel := context.WithTimeout(wctx, f.s.RequestTimeout)
+				err := f.c.RequestProgress(rctx)
+				rcancel()
+				if err != nil && wctx.Err() == nil {
+					f.failed(err)
+				}
+			}(asking)
 		}
 	}
 }
