@@ -76,8 +76,11 @@ func NewRolloutStore(c *clientv3.Client, name string, settings Settings) (*Rollo
 // Key returns the etcd key holding the record.
 func (rs *RolloutStore) Key() string { return rs.key }
 
-// Load implements [rollout.Store] with one read of the key.
+// Load implements [rollout.Store] with one read of the key, bounded by
+// Settings.RequestTimeout as well as ctx.
 func (rs *RolloutStore) Load(ctx context.Context) (rollout.Record, uint64, error) {
+	ctx, cancel := context.WithTimeout(ctx, rs.s.RequestTimeout)
+	defer cancel()
 	resp, err := rs.c.Get(ctx, rs.key)
 	if err != nil {
 		return rollout.Record{}, 0, fmt.Errorf("etcd: rollout store: read %s: %w", rs.key, err)
@@ -118,8 +121,12 @@ func (rs *RolloutStore) decode(data []byte) (rollout.Record, error) {
 // store, the evaluator still leads. It returns an error wrapping
 // rollout.ErrConflict when the record changed, wrapping also ErrDeposed
 // when the evaluator no longer leads, one wrapping rollout.ErrCorruptState
-// over a bad record, and ctx's or the client's error otherwise.
+// over a bad record, and ctx's or the client's error otherwise. The write
+// is bounded by Settings.RequestTimeout as well as ctx, since a Rollout
+// saves its operator controls with no deadline of its own.
 func (rs *RolloutStore) Save(ctx context.Context, r rollout.Record, expect uint64) (uint64, error) {
+	ctx, cancel := context.WithTimeout(ctx, rs.s.RequestTimeout)
+	defer cancel()
 	data, err := json.Marshal(rolloutDoc{Format: FormatVersion, Record: &r})
 	if err != nil {
 		return 0, fmt.Errorf("etcd: rollout store: encode: %w", err)
