@@ -24,8 +24,9 @@ import (
 // judged rollout and the fleet's record are left as they are, since the
 // leader cannot write them; when both views are fresh again Rollout
 // returns the judged rollout once more, at its state and stage. The judge
-// checks both views three times per StaleAfter while Run runs. A judge
-// whose lease is lost keeps the baseline stand-in for good.
+// checks both views three times per StaleAfter while Run runs. Once the
+// rollout has ended (Promoted or RolledBack) Rollout returns it for good;
+// a judge whose lease is lost keeps the baseline stand-in for good.
 //
 // Call Rollout for Variant, Observe and Evidence on each request (one
 // atomic load), and Judged for the operator controls and Status of the
@@ -101,6 +102,11 @@ func (j *RolloutJudge) Run(ctx context.Context) error {
 	for {
 		select {
 		case err := <-done:
+			if st := j.judged.Status().State; st == rollout.Promoted || st == rollout.RolledBack {
+				// An ended rollout needs no fleet view: a promotion was
+				// saved to the record, and a rollback serves the baseline.
+				j.cur.Store(j.judged)
+			}
 			return err
 		case <-j.e.Done():
 			cancel()

@@ -142,3 +142,51 @@ func TestJudgeRolloutRejectsBadArguments(t *testing.T) {
 		assert.Error(t, err, "JudgeRollout with %s", name)
 	}
 }
+
+func TestRolloutJudgeServesTheRolloutOnceItEnds(t *testing.T) {
+	srv := etcdtest.New(t)
+	proxy := newProxy(t, srv)
+	ctx := waitCtx(t)
+	c := newClient(t, proxy.Endpoint())
+	e, err := NewEvaluator(ctx, c, "checkout", EvaluatorSettings{Settings: quick(), ID: "judge", LeaseTTL: 10 * time.Second})
+	require.NoError(t, err)
+	t.Cleanup(func() { e.Close() })
+	fe, err := NewFleetEvidence(ctx, c, "checkout", EvidenceSettings{Settings: quick(), LeaseTTL: 10 * time.Second})
+	require.NoError(t, err)
+	t.Cleanup(func() { fe.Close() })
+	store, err := e.Campaign(ctx)
+	require.NoError(t, err)
+	j, err := e.JudgeRollout(rollout.Plan{Name: "checkout", Interval: 50 * time.Millisecond,
+		Stages: []rollout.Stage{{Percent: 50, Bake: time.Hour}, {Percent: 100}}}, store, fe)
+	require.NoError(t, err)
+	ran := make(chan error, 1)
+	go func() { ran <- j.Run(ctx) }()
+	for j.Judged().Status().State != rollout.Running {
+		select {
+		case <-ctx.Done():
+			t.Fatal("the judged rollout did not start")
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+
+	proxy.Cut()
+	for j.Rollout() == j.Judged() {
+		select {
+		case <-ctx.Done():
+			t.Fatal("the judge kept the judged rollout while its view was stale")
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	// The operator rolls back on the leader while etcd is unreachable: the
+	// rollback takes effect though it cannot be saved, and ends Run.
+	require.Error(t, j.Judged().Abort("operator: bad update"), "Abort while etcd is unreachable")
+	select {
+	case err := <-ran:
+		require.NoError(t, err, "Run once the rollout ended")
+	case <-ctx.Done():
+		t.Fatal("Run did not return once the rollout ended")
+	}
+	assert.Same(t, j.Judged(), j.Rollout(), "Rollout() once the rollout ended")
+	assert.Equal(t, rollout.RolledBack, j.Rollout().Status().State)
+	proxy.Restore()
+}
