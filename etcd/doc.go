@@ -16,20 +16,32 @@
 // own lease, at most once per EvidenceSettings.Interval (1 s) and only
 // when they changed; a dead instance's counts expire with its lease. The
 // instances campaign with [Evaluator]; the leader runs the rollout with
-// Plan.Store set to the [RolloutStore] Campaign returns (compare-and-swap
-// on the record's revision, fenced by the leadership: a deposed leader's
-// Save is refused with [ErrDeposed]) and Plan.Evidence set to
-// [FleetEvidence.Merge], so Evaluate judges the fleet's sum. When etcd
-// cannot be read, Merge fails and the core judges local evidence only,
-// never advancing. The other instances follow with [RolloutFollower],
+// [Evaluator.JudgeRollout], given the [RolloutStore] Campaign returns
+// (compare-and-swap on the record's revision, fenced by the leadership: a
+// deposed leader's Save is refused with [ErrDeposed]) and the
+// FleetEvidence, whose [FleetEvidence.Merge] becomes Plan.Evidence, so
+// Evaluate judges the fleet's sum. When etcd cannot be read, Merge fails
+// and the core judges local evidence only, never advancing.
+//
+// Every fleet rollout view has the same time to live, Settings.StaleAfter
+// (3 s by default). The other instances follow with [RolloutFollower],
 // which keeps a local rollout at the record's state and stage (each ring,
 // the rollback, the promotion) and fails safe to the baseline once its
-// view is older than Settings.StaleAfter.
-//
+// view is older than that. The leader's [RolloutJudge] does the same: once
+// the evaluator's view of the election or the evidence view is older than
+// StaleAfter, RolloutJudge.Rollout gives every key the baseline, with a
+// reason saying why and since when, while the judged rollout and the
+// fleet's record stay as they were; when etcd answers again the judged
+// rollout serves again. Operator controls (Pause, Resume, Promote, Abort)
+// belong on the leader's RolloutJudge.Judged; on a follower's rollout they
+// fail with [ErrFollower] and change nothing.
+
 // # When etcd is unreachable
 //
 // Every object keeps acting on its last known state: switches keep their
-// mode and breakers their forced state. Freshness reports whether the view
+// mode, breakers their forced state, rollouts their stage until their
+// time to live runs out. Freshness (on ModeStore, BreakerControl,
+// RolloutFollower, Evaluator and FleetEvidence) reports whether the view
 // is stale and since when, a line is logged (Settings.Logger) when it goes
 // stale and when it is fresh again, and Settings.OnFreshness is called at
 // both moments. When etcd answers again the objects read their keys anew

@@ -60,10 +60,20 @@ type EvidenceStats struct {
 // Evidence records of another FormatVersion, garbage or records over
 // Settings.MaxRecordSize are skipped by Merge (and logged), never added.
 //
+// Freshness reports how current the fleet's evidence this instance reads
+// and writes is: it is stale once no Merge, PublishOnce write or sign of
+// life (which a [RolloutJudge] asks for three times per StaleAfter) has
+// had an answer from etcd for Settings.StaleAfter, the time to live of the
+// evaluator's fleet view. A line is logged (Settings.Logger) when it goes
+// stale and when it is fresh again, and Settings.OnFreshness is called at
+// both moments, on the goroutine that noticed.
+//
 // NewFleetEvidence grants the lease and starts the client's keep-alive,
 // which runs until Close. A FleetEvidence is safe for concurrent use.
 type FleetEvidence struct {
 	c       *clientv3.Client
+	name    string // of the rollout
+	view    view
 	prefix  string // of every instance's evidence key
 	key     string // this instance's
 	s       EvidenceSettings
@@ -121,7 +131,9 @@ func NewFleetEvidence(ctx context.Context, c *clientv3.Client, name string, sett
 		settings.Instance = fmt.Sprintf("%x", int64(session.Lease()))
 	}
 	prefix := base.Prefix + "rollout/" + name + "/evidence/"
-	return &FleetEvidence{c: c, prefix: prefix, key: prefix + settings.Instance, s: settings, session: session}, nil
+	fe := &FleetEvidence{c: c, name: name, prefix: prefix, key: prefix + settings.Instance, s: settings, session: session}
+	fe.view.init("evidence "+name, base, true) // the lease was just granted
+	return fe, nil
 }
 
 // Publish writes evidence() every EvidenceSettings.Interval until ctx is
@@ -170,9 +182,12 @@ func (fe *FleetEvidence) PublishOnce(ctx context.Context, e rollout.Evidence) er
 	if len(data) > fe.s.MaxRecordSize {
 		return fmt.Errorf("etcd: fleet evidence: record of %d bytes exceeds MaxRecordSize %d", len(data), fe.s.MaxRecordSize)
 	}
-	if _, err := fe.c.Put(ctx, fe.key, string(data), clientv3.WithLease(fe.session.Lease())); err != nil {
+	resp, err := fe.c.Put(ctx, fe.key, string(data), clientv3.WithLease(fe.session.Lease()))
+	if err != nil {
+		fe.failed(err)
 		return fmt.Errorf("etcd: fleet evidence: write %s: %w", fe.key, err)
 	}
+	fe.view.heard(resp.Header.Revision)
 	fe.mu.Lock()
 	fe.last = body
 	fe.stats.Writes++
@@ -185,14 +200,20 @@ func (fe *FleetEvidence) PublishOnce(ctx context.Context, e rollout.Evidence) er
 // published of the same rollout and stage, read in one request; it has the
 // signature of rollout.Plan.Evidence. Evidence of another stage (an
 // instance that has not caught up) is left out, and so is a damaged
-// record, which is logged. It returns ctx's or the client's error when
-// etcd cannot be read: the Rollout then judges local evidence alone and
-// never advances.
+// record, which is logged. The read is bounded by Settings.RequestTimeout
+// as well as ctx. It returns ctx's or the client's error when etcd cannot
+// be read: the Rollout then judges local evidence alone and never
+// advances, and once that has lasted Settings.StaleAfter a [RolloutJudge]
+// gives every key the baseline.
 func (fe *FleetEvidence) Merge(ctx context.Context, local rollout.Evidence) (rollout.Evidence, error) {
-	resp, err := fe.c.Get(ctx, fe.prefix, clientv3.WithPrefix())
+	rctx, cancel := context.WithTimeout(ctx, fe.s.RequestTimeout)
+	resp, err := fe.c.Get(rctx, fe.prefix, clientv3.WithPrefix())
+	cancel()
 	if err != nil {
+		fe.failed(err)
 		return rollout.Evidence{}, fmt.Errorf("etcd: fleet evidence: read %s: %w", fe.prefix, err)
 	}
+	fe.view.heard(resp.Header.Revision)
 	sum := local
 	for _, kv := range resp.Kvs {
 		if string(kv.Key) == fe.key {
@@ -225,6 +246,37 @@ func (fe *FleetEvidence) decode(data []byte) (rollout.Evidence, error) {
 		return rollout.Evidence{}, fmt.Errorf("%w: format %d, want %d", ErrBadRecord, doc.Format, FormatVersion)
 	}
 	return doc.Evidence, nil
+}
+
+// Freshness reports how current this instance's view of the fleet's
+// evidence is; see [FleetEvidence].
+func (fe *FleetEvidence) Freshness() Freshness {
+	fe.view.check(time.Now())
+	return fe.view.freshness()
+}
+
+// failed records err and checks whether the view has gone stale.
+func (fe *FleetEvidence) failed(err error) {
+	fe.view.failed(err)
+	fe.view.check(time.Now())
+}
+
+// probe asks etcd for a sign of life, bounded by Settings.RequestTimeout,
+// unless it answered less than a third of StaleAfter ago.
+func (fe *FleetEvidence) probe(ctx context.Context) {
+	if time.Since(fe.view.freshness().Heard) < fe.s.StaleAfter/3 {
+		return
+	}
+	rctx, cancel := context.WithTimeout(ctx, fe.s.RequestTimeout)
+	resp, err := fe.c.Get(rctx, fe.prefix, clientv3.WithPrefix(), clientv3.WithCountOnly())
+	cancel()
+	if err != nil {
+		if ctx.Err() == nil {
+			fe.failed(err)
+		}
+		return
+	}
+	fe.view.heard(resp.Header.Revision)
 }
 
 // Stats returns what this instance has written so far.

@@ -2,6 +2,7 @@ package etcd_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log"
 	"log/slog"
@@ -15,6 +16,7 @@ import (
 	"github.com/ringfence/ringfence/etcd"
 	"github.com/ringfence/ringfence/etcd/internal/etcdtest"
 	"github.com/ringfence/ringfence/fallback"
+	"github.com/ringfence/ringfence/rollout"
 )
 
 // startEtcd starts an embedded etcd for an example; a deployment dials its
@@ -121,4 +123,65 @@ func ExampleBreakerControl() {
 	// Output:
 	// forced-open - forced open: reindexing (by bob, fleet intent for group backend)
 	// closed
+}
+
+// The instance that wins the election judges the fleet's rollout; another
+// instance follows it, and refuses operator controls, which belong on the
+// judge.
+func ExampleEvaluator_JudgeRollout() {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	endpoints, stop := startEtcd(ctx)
+	defer stop()
+	quiet := etcd.Settings{Logger: slog.New(slog.DiscardHandler)}
+	plan := rollout.Plan{Name: "checkout", Stages: []rollout.Stage{{Percent: 10}, {Percent: 100}}}
+
+	leader := dial(endpoints)
+	defer leader.Close()
+	e, err := etcd.NewEvaluator(ctx, leader, "checkout", etcd.EvaluatorSettings{Settings: quiet, ID: "instance-1"})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer e.Close()
+	fe, err := etcd.NewFleetEvidence(ctx, leader, "checkout", etcd.EvidenceSettings{Settings: quiet, Instance: "instance-1"})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer fe.Close()
+	store, err := e.Campaign(ctx)
+	if err != nil {
+		log.Fatal(err)
+	}
+	judge, err := e.JudgeRollout(plan, store, fe)
+	if err != nil {
+		log.Fatal(err)
+	}
+	// Run would also evaluate every Plan.Interval and watch the view's
+	// freshness; this example only starts the rollout.
+	if err := judge.Judged().Start(ctx); err != nil {
+		log.Fatal(err)
+	}
+
+	other := dial(endpoints)
+	defer other.Close()
+	follower, err := etcd.FollowRollout(other, plan, quiet)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer follower.Close()
+	waitUntil(func() bool { return follower.Rollout().Status().State == rollout.Running })
+	waitUntil(func() bool { return !e.Freshness().Stale }) // the evaluator's first read of the election
+
+	fmt.Println("judge:", judge.Rollout().Status().State, "at", judge.Rollout().Status().Percent, "%")
+	fmt.Println("follower:", follower.Rollout().Status().State, "at", follower.Rollout().Status().Percent, "%")
+	err = follower.Rollout().Pause("operator on the wrong instance")
+	fmt.Println("pause on the follower refused:", errors.Is(err, etcd.ErrFollower))
+	fmt.Println("follower after it:", follower.Rollout().Status().State)
+	fmt.Println("evaluator's view stale:", e.Freshness().Stale, "- evidence view stale:", fe.Freshness().Stale)
+	// Output:
+	// judge: running at 10 %
+	// follower: running at 10 %
+	// pause on the follower refused: true
+	// follower after it: running
+	// evaluator's view stale: false - evidence view stale: false
 }

@@ -3,7 +3,6 @@ package etcd
 import (
 	"context"
 	"errors"
-	"sync"
 	"time"
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
@@ -15,8 +14,9 @@ var errNoAnswer = errors.New("etcd: no answer yet")
 
 // follower keeps a local view of one key, or of every key under a prefix,
 // current: it reads them, watches from the revision it read, reads again
-// after a compaction, a broken watch or a reconnect, and asks etcd for a
-// sign of life three times per StaleAfter to know how fresh its view is.
+// after a compaction, a broken watch or a reconnect, and, unless events
+// keep arriving, asks etcd for a sign of life three times per StaleAfter
+// to know how fresh its view is (without holding up the events).
 //
 // reset gets the full set of keys and the revision they were read at, event
 // each change after that; both run on the follower's goroutine, one call at
@@ -33,14 +33,12 @@ type follower struct {
 	cancel context.CancelFunc
 	done   chan struct{}
 
-	mu          sync.Mutex // guards fr and loggedStale
-	fr          Freshness
-	loggedStale bool // a stale line was logged and no fresh line since
+	view
 }
 
 // start starts the follower's goroutine; stop ends it.
 func (f *follower) start() {
-	f.fr = Freshness{Stale: true, Since: time.Now(), Err: errNoAnswer}
+	f.view.init(f.what, f.s, false)
 	ctx, cancel := context.WithCancel(context.Background())
 	f.cancel, f.done = cancel, make(chan struct{})
 	go f.run(ctx)
@@ -50,13 +48,6 @@ func (f *follower) start() {
 func (f *follower) stop() {
 	f.cancel()
 	<-f.done
-}
-
-// freshness returns the current Freshness.
-func (f *follower) freshness() Freshness {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.fr
 }
 
 func (f *follower) run(ctx context.Context) {
@@ -111,10 +102,17 @@ func (f *follower) watch(ctx context.Context, rev int64, beat *time.Ticker) {
 	made := make(chan clientv3.WatchChan, 1)
 	go func() { made <- f.c.Watch(wctx, f.key, opts...) }()
 	var wch clientv3.WatchChan // nil, so never ready, until made
+	// asking is closed when the sign-of-life request in flight has ended;
+	// nil while none is. The request runs on its own goroutine so that the
+	// events arriving meanwhile are applied at once.
+	var asking chan struct{}
 	defer func() {
 		cancel()
 		if wch == nil {
 			<-made
+		}
+		if asking != nil {
+			<-asking
 		}
 	}()
 	for {
@@ -143,84 +141,28 @@ func (f *follower) watch(ctx context.Context, rev int64, beat *time.Ticker) {
 			if f.heard(wr.Header.Revision) {
 				return
 			}
+		case <-asking:
+			asking = nil
 		case now := <-beat.C:
 			if f.check(now) {
 				// Silent for StaleAfter: the watch may be stuck on a
 				// dead connection, so read and watch again.
 				return
 			}
-			rctx, rcancel := context.WithTimeout(ctx, f.s.RequestTimeout)
-			err := f.c.RequestProgress(rctx)
-			rcancel()
-			if err != nil && ctx.Err() == nil {
-				f.failed(err)
+			// No need to ask while events or progress notices arrive.
+			if asking != nil || now.Sub(f.freshness().Heard) < f.s.StaleAfter/6 {
+				continue
 			}
+			asking = make(chan struct{})
+			go func(done chan struct{}) {
+				defer close(done)
+				rctx, rcancel := context.WithTimeout(wctx, f.s.RequestTimeout)
+				err := f.c.RequestProgress(rctx)
+				rcancel()
+				if err != nil && wctx.Err() == nil {
+					f.failed(err)
+				}
+			}(asking)
 		}
 	}
-}
-
-// heard records that etcd answered at revision rev. It reports whether
-// the view had been reported stale, so the caller should read again.
-func (f *follower) heard(rev int64) (wasStale bool) {
-	now := time.Now()
-	f.mu.Lock()
-	wasStale = f.fr.Stale
-	f.fr.Heard, f.fr.Err = now, nil
-	if rev > f.fr.Revision {
-		f.fr.Revision = rev
-	}
-	var logged bool
-	if wasStale {
-		f.fr.Stale, f.fr.Since = false, now
-		logged, f.loggedStale = f.loggedStale, false
-	}
-	fr := f.fr
-	f.mu.Unlock()
-	if logged {
-		f.s.Logger.Info("ringfence: fleet view is current again", "object", f.what, "revision", rev)
-	}
-	if wasStale && f.s.OnFreshness != nil {
-		f.s.OnFreshness(fr)
-	}
-	return wasStale
-}
-
-// failed records err as the last error.
-func (f *follower) failed(err error) {
-	f.mu.Lock()
-	f.fr.Err = err
-	f.mu.Unlock()
-}
-
-// check marks the view stale once etcd has been silent for StaleAfter,
-// and reports whether it is stale.
-func (f *follower) check(now time.Time) (stale bool) {
-	f.mu.Lock()
-	if f.fr.Stale && f.loggedStale || now.Sub(f.lastHeard()) <= f.s.StaleAfter {
-		stale = f.fr.Stale
-		f.mu.Unlock()
-		return stale
-	}
-	changed := !f.fr.Stale
-	if changed {
-		f.fr.Stale, f.fr.Since = true, now
-	}
-	f.loggedStale = true
-	fr := f.fr
-	f.mu.Unlock()
-	f.s.Logger.Warn("ringfence: fleet view is stale; keeping the last known state",
-		"object", f.what, "since", fr.Since, "last_heard", fr.Heard, "error", fr.Err)
-	if changed && f.s.OnFreshness != nil {
-		f.s.OnFreshness(fr)
-	}
-	return true
-}
-
-// lastHeard is when etcd last answered, or when the follower started if
-// it never did. f.mu must be held.
-func (f *follower) lastHeard() time.Time {
-	if f.fr.Heard.IsZero() {
-		return f.fr.Since
-	}
-	return f.fr.Heard
 }

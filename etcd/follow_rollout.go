@@ -14,10 +14,13 @@ import (
 	"github.com/ringfence/ringfence/rollout"
 )
 
-// errReadOnly is what a follower's local record store returns on Save: the
-// local rollout is never evaluated, so only the operator controls could
-// save, and those must go through the evaluator.
-var errReadOnly = errors.New("etcd: a follower's rollout is driven by the fleet evaluator")
+// ErrFollower is returned by Pause, Resume, Promote and Abort called on a
+// [RolloutFollower]'s local rollout (and by any save it attempts): the
+// fleet's rollout is driven by the elected evaluator alone, so operator
+// controls must be applied to the evaluator's rollout. The local rollout
+// is put back at the fleet record's state and stage before the call
+// returns, so a follower never diverges from the fleet.
+var ErrFollower = errors.New("etcd: a follower's rollout is driven by the fleet evaluator")
 
 // RolloutFollower runs a rollout on an instance that does not evaluate: it
 // watches the record the elected evaluator writes and keeps a local
@@ -33,7 +36,10 @@ var errReadOnly = errors.New("etcd: a follower's rollout is driven by the fleet 
 // never reached), it fails safe by aborting the local rollout, so every
 // key gets the baseline, since it can no longer know whether the
 // evaluator rolled back; the next record it reads brings the fleet's state
-// back. Freshness reports since when the view is stale. A damaged record,
+// back. Freshness reports since when the view is stale. Operator controls
+// (Pause, Resume, Promote, Abort) on the local rollout return an error
+// wrapping [ErrFollower] and leave it at the record's state and stage;
+// apply them to the evaluator's rollout instead. A damaged record,
 // or one that does not fit the plan, is logged, reported by Err and not
 // acted on.
 //
@@ -44,6 +50,11 @@ type RolloutFollower struct {
 	plan   rollout.Plan
 	follow *follower
 	cur    atomic.Pointer[rollout.Rollout]
+	// failing is set while the view is stale, so that the follower's own
+	// fail-safe abort of the local rollout is not undone.
+	failing atomic.Bool
+
+	build sync.Mutex // held while the local rollout is rebuilt
 
 	mu      sync.Mutex // guards rec, version and bad
 	rec     rollout.Record
@@ -52,12 +63,27 @@ type RolloutFollower struct {
 }
 
 // mirror is the Store of a follower's local rollout: it serves one record
-// of the evaluator's, without its counts.
-type mirror struct{ rec rollout.Record }
+// of the evaluator's, without its counts, and refuses every save.
+type mirror struct {
+	rf  *RolloutFollower
+	rec rollout.Record
+}
 
 func (m mirror) Load(context.Context) (rollout.Record, uint64, error) { return m.rec, 1, nil }
-func (m mirror) Save(context.Context, rollout.Record, uint64) (uint64, error) {
-	return 0, errReadOnly
+
+// Save refuses r. When r would move the local rollout away from the
+// record (an operator control, or an Evaluate the caller ran), it first
+// replaces the local rollout with one at the record's state and stage, so
+// that the control takes no effect. It runs under the local rollout's
+// lock, and takes no lock that a rollout's methods hold.
+func (m mirror) Save(_ context.Context, r rollout.Record, _ uint64) (uint64, error) {
+	if !m.rf.failing.Load() && (r.State != m.rec.State || r.Stage != m.rec.Stage) {
+		m.rf.mu.Lock()
+		rec := m.rf.rec
+		m.rf.mu.Unlock()
+		m.rf.rebuild(rec)
+	}
+	return 0, fmt.Errorf("%w: apply operator controls to the evaluator's rollout", ErrFollower)
 }
 
 // FollowRollout follows the record of the rollout that plan describes and
@@ -86,8 +112,10 @@ func FollowRollout(c *clientv3.Client, plan rollout.Plan, settings Settings) (*R
 	rf.cur.Store(first) // Pending: every key gets the baseline
 	s := store.s
 	s.OnFreshness = func(f Freshness) {
+		rf.failing.Store(f.Stale)
 		if f.Stale {
-			// ErrTransition only says the local rollout has already ended.
+			// ErrTransition only says the local rollout has already ended,
+			// ErrFollower that the abort was not saved, as intended.
 			_ = rf.cur.Load().Abort(fmt.Sprintf("fleet view stale since %v: every key to the baseline", f.Since.UTC().Format(time.RFC3339)))
 		}
 		if store.s.OnFreshness != nil {
@@ -135,12 +163,19 @@ func (rf *RolloutFollower) take(kv *mvccpb.KeyValue, reread bool) {
 	if !newer && !reread || same {
 		return
 	}
+	rf.rebuild(rec)
+}
+
+// rebuild replaces the local rollout with one at rec's state and stage.
+func (rf *RolloutFollower) rebuild(rec rollout.Record) {
+	rf.build.Lock()
+	defer rf.build.Unlock()
 	// A new stage starts with no counts here: the evaluator's record holds
 	// the fleet's, and this instance's own arrive through FleetEvidence.
 	m := rec
 	m.Evidence, m.Baseline, m.Canary = nil, rollout.Counts{}, rollout.Counts{}
 	p := rf.plan
-	p.Store = mirror{m}
+	p.Store = mirror{rf: rf, rec: m}
 	next, err := rollout.New(p)
 	if err == nil {
 		err = next.Start(context.Background())

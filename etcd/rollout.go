@@ -6,8 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"sync"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/client/v3/concurrency"
 
@@ -74,8 +76,11 @@ func NewRolloutStore(c *clientv3.Client, name string, settings Settings) (*Rollo
 // Key returns the etcd key holding the record.
 func (rs *RolloutStore) Key() string { return rs.key }
 
-// Load implements [rollout.Store] with one read of the key.
+// Load implements [rollout.Store] with one read of the key, bounded by
+// Settings.RequestTimeout as well as ctx.
 func (rs *RolloutStore) Load(ctx context.Context) (rollout.Record, uint64, error) {
+	ctx, cancel := context.WithTimeout(ctx, rs.s.RequestTimeout)
+	defer cancel()
 	resp, err := rs.c.Get(ctx, rs.key)
 	if err != nil {
 		return rollout.Record{}, 0, fmt.Errorf("etcd: rollout store: read %s: %w", rs.key, err)
@@ -116,8 +121,12 @@ func (rs *RolloutStore) decode(data []byte) (rollout.Record, error) {
 // store, the evaluator still leads. It returns an error wrapping
 // rollout.ErrConflict when the record changed, wrapping also ErrDeposed
 // when the evaluator no longer leads, one wrapping rollout.ErrCorruptState
-// over a bad record, and ctx's or the client's error otherwise.
+// over a bad record, and ctx's or the client's error otherwise. The write
+// is bounded by Settings.RequestTimeout as well as ctx, since a Rollout
+// saves its operator controls with no deadline of its own.
 func (rs *RolloutStore) Save(ctx context.Context, r rollout.Record, expect uint64) (uint64, error) {
+	ctx, cancel := context.WithTimeout(ctx, rs.s.RequestTimeout)
+	defer cancel()
 	data, err := json.Marshal(rolloutDoc{Format: FormatVersion, Record: &r})
 	if err != nil {
 		return 0, fmt.Errorf("etcd: rollout store: encode: %w", err)
@@ -185,14 +194,25 @@ type EvaluatorSettings struct {
 // Campaign returns, and any Save the old leader still attempts is refused
 // with ErrDeposed. Done is closed when the lease is lost.
 //
-// NewEvaluator grants the lease and starts the client's keep-alive, which
-// runs until Close. An Evaluator is safe for concurrent use.
+// The leader runs the fleet's rollout with [Evaluator.JudgeRollout], which
+// fails safe to the baseline for every key while the evaluator's fleet
+// view is older than Settings.StaleAfter. Freshness reports how current
+// that view of the election is: the evaluator watches it and asks etcd for
+// a sign of life three times per StaleAfter, logs a line (Settings.Logger)
+// when it goes stale and when it is fresh again, and calls
+// Settings.OnFreshness at both moments, as the other objects do.
+//
+// NewEvaluator grants the lease and starts the client's keep-alive and a
+// goroutine that follows the election, which run until Close. An
+// Evaluator is safe for concurrent use.
 type Evaluator struct {
 	c        *clientv3.Client
 	name     string
 	s        EvaluatorSettings
 	session  *concurrency.Session
 	election *concurrency.Election
+	follow   *follower
+	closed   sync.Once
 }
 
 // NewEvaluator joins the election for the rollout called name. ctx bounds
@@ -224,11 +244,22 @@ func NewEvaluator(ctx context.Context, c *clientv3.Client, name string, settings
 	if settings.ID == "" {
 		settings.ID = fmt.Sprintf("%x", int64(session.Lease()))
 	}
-	return &Evaluator{
+	prefix := base.Prefix + "rollout/" + name + "/election/"
+	e := &Evaluator{
 		c: c, name: name, s: settings, session: session,
-		election: concurrency.NewElection(session, base.Prefix+"rollout/"+name+"/election/"),
-	}, nil
+		election: concurrency.NewElection(session, prefix),
+	}
+	e.follow = &follower{
+		c: c, key: prefix, prefix: true, what: "evaluator " + name, s: base,
+		reset: func([]*mvccpb.KeyValue, int64) {}, event: func(*clientv3.Event) {},
+	}
+	e.follow.start()
+	return e, nil
 }
+
+// Freshness reports how current the evaluator's view of the fleet's
+// election is; see [Evaluator].
+func (e *Evaluator) Freshness() Freshness { return e.follow.freshness() }
 
 // Campaign waits until this instance leads the election or ctx is done,
 // and returns the store fenced by this leadership. It returns ctx's error
@@ -280,7 +311,9 @@ func (e *Evaluator) Done() <-chan struct{} { return e.session.Done() }
 func (e *Evaluator) ID() string { return e.s.ID }
 
 // Close revokes the lease, which ends any leadership at once, and stops
-// the keep-alive. Calling it more than once does nothing more.
+// the keep-alive and the goroutine following the election. Calling it more
+// than once does nothing more.
 func (e *Evaluator) Close() error {
+	e.closed.Do(e.follow.stop)
 	return e.session.Close()
 }

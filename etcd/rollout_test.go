@@ -372,3 +372,48 @@ func TestFollowRolloutRejectsAPlanWithAStore(t *testing.T) {
 	_, err = FollowRollout(c, rollout.Plan{Name: "checkout", Store: rs}, quick())
 	require.Error(t, err, "FollowRollout with Plan.Store set")
 }
+
+func TestRolloutFollowerRefusesOperatorControls(t *testing.T) {
+	srv := etcdtest.New(t)
+	ctx := waitCtx(t)
+	plan := rollout.Plan{Name: "checkout", Stages: []rollout.Stage{{Percent: 50}, {Percent: 100}}}
+	writer, err := NewRolloutStore(newClient(t, srv.Endpoints()...), "checkout", quick())
+	require.NoError(t, err)
+	p := plan
+	p.Store = writer
+	judge, err := rollout.New(p)
+	require.NoError(t, err)
+	require.NoError(t, judge.Start(ctx))
+
+	s, fresh := freshnessLog(quick())
+	rf, err := FollowRollout(newClient(t, srv.Endpoints()...), plan, s)
+	require.NoError(t, err)
+	defer rf.Close()
+	awaitFreshness(t, fresh, false, "first read")
+	require.Equal(t, rollout.Running, rf.Rollout().Status().State, "the local rollout before the controls")
+
+	controls := map[string]func(*rollout.Rollout) error{
+		"Pause":   func(r *rollout.Rollout) error { return r.Pause("operator on a follower") },
+		"Promote": func(r *rollout.Rollout) error { return r.Promote("operator on a follower") },
+		"Abort":   func(r *rollout.Rollout) error { return r.Abort("operator on a follower") },
+	}
+	for name, control := range controls {
+		err := control(rf.Rollout())
+		require.ErrorIs(t, err, ErrFollower, "%s on a follower's rollout", name)
+		st := rf.Rollout().Status()
+		assert.Equal(t, rollout.Running, st.State, "the local rollout after %s on a follower", name)
+		assert.Equal(t, 50.0, st.Percent, "the local share after %s on a follower", name)
+	}
+
+	// A paused fleet rollout cannot be resumed from a follower either.
+	require.NoError(t, judge.Pause("operator on the evaluator"))
+	for st := rf.Rollout().Status(); st.State != rollout.Paused; st = rf.Rollout().Status() {
+		select {
+		case <-ctx.Done():
+			t.Fatalf("follower is %v, want Paused", st.State)
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	require.ErrorIs(t, rf.Rollout().Resume("operator on a follower"), ErrFollower, "Resume on a follower's rollout")
+	assert.Equal(t, rollout.Paused, rf.Rollout().Status().State, "the local rollout after Resume on a follower")
+}

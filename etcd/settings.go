@@ -51,8 +51,10 @@ type Settings struct {
 	StaleAfter time.Duration
 
 	// RequestTimeout bounds each request the object's own goroutine makes
-	// (reads after a reconnect, sign-of-life requests). Calls a user makes
-	// are bounded by their context instead. Zero means
+	// (reads after a reconnect, sign-of-life requests), and each read and
+	// write of a RolloutStore and of FleetEvidence.Merge, which a
+	// rollout.Rollout makes with no deadline of its own. Other calls a
+	// user makes are bounded by their context instead. Zero means
 	// DefaultRequestTimeout (2 s); it must not be negative.
 	RequestTimeout time.Duration
 

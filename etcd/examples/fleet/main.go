@@ -59,7 +59,7 @@ type instance struct {
 	control *etcd.BreakerControl
 	search  *breaker.Breaker
 	fe      *etcd.FleetEvidence
-	r       *rollout.Rollout      // the evaluator's rollout, on the leader
+	judge   *etcd.RolloutJudge    // the evaluator's rollout, on the leader
 	follow  *etcd.RolloutFollower // the fleet's rollout, on the others
 	changed chan struct{}         // a signal per change of sw or search
 }
@@ -69,7 +69,10 @@ func (in *instance) rollout() *rollout.Rollout {
 	if in.follow != nil {
 		return in.follow.Rollout()
 	}
-	return in.r
+	if in.judge != nil {
+		return in.judge.Rollout()
+	}
+	return nil
 }
 
 func (in *instance) poke() {
@@ -332,14 +335,17 @@ func rollOut(ctx context.Context, fleet []*instance, say func(string, ...any)) e
 	say("%s is elected to judge %s for the fleet", fleet[leader.i].id, update)
 
 	judged := fleet[leader.i]
-	r, err := rollout.New(rollout.Plan{Name: update, Stages: stages, Store: leader.store, Evidence: judged.fe.Merge})
+	// The judge serves the baseline to every key if its fleet view goes
+	// stale; here it is stepped by hand rather than with its Run.
+	var err error
+	judged.judge, err = evaluators[leader.i].JudgeRollout(rollout.Plan{Name: update, Stages: stages}, leader.store, judged.fe)
 	if err != nil {
 		return err
 	}
+	r := judged.judge.Judged()
 	if err := r.Start(ctx); err != nil {
 		return err
 	}
-	judged.r = r
 	for i, in := range fleet {
 		if i == leader.i {
 			continue
