@@ -119,6 +119,27 @@
 // instrument with its unit and attributes, and what each package logs at
 // which level; examples/metrics serves them all in Prometheus format.
 //
+// # Operators and fleets
+//
+// The admin package is the operator's console: an http.Handler, mounted on
+// the application's own mux, with a token-protected JSON API and an
+// embedded page to see and act on every breaker, switch, outbox and
+// rollout; cmd/ringfence speaks the same API from a terminal. Both act on
+// this process's objects unless given a fleet backend.
+//
+// Integrations that pull heavy dependencies are modules of their own in
+// this repository, so users of the core never download them:
+//
+//   - github.com/ringfence/ringfence/etcd keeps the fleet's shared state on
+//     etcd: one manual-mode switch and one set of forced breaker intents
+//     for every instance, fleet rollouts judged by one elected, fenced
+//     evaluator on every instance's merged counts, and an admin backend
+//     that makes the console act fleet-wide. Only intent and evidence
+//     cross the network; hot paths read local state, and a stale view is
+//     reported and fails safe.
+//   - github.com/ringfence/ringfence/grpc has the client interceptors for
+//     gRPC (breaker, retry with pushback, chaos), unary and stream.
+//
 // # Errors callers check
 //
 // Every rejection is a sentinel error matched with errors.Is; errors that
@@ -135,6 +156,10 @@
 //   - fallback.ErrUnknownOutcome: a write may or may not have been applied,
 //     and was not deferred.
 //   - fallback.ErrCorrupt: the outbox's files failed their checksums.
+//   - fallback.ErrDuplicate: the outbox already holds a different write
+//     with the same key; the new one was not stored.
+//   - fallback.ErrModeUnreadable: a switch could not read its stored mode
+//     and started in its initial mode.
 //   - rollout.ErrFailSafe: the stored rollout state could not be trusted,
 //     so every key is served the baseline; it wraps the cause, such as
 //     rollout.ErrCorruptState.
