@@ -205,23 +205,18 @@ type Journal struct {
 	// writes, so that the producers it has just released can join.
 	want      int
 	lingering bool
-	// writing is set while a batch is being written and synced, by the
-	// writer goroutine or by a waiter that writes its own batch; the
-	// fields marked "writer-owned" belong to whoever set it.
-	writing  bool
-	lastSync time.Duration // how long the last write and sync took
-	filling  uint64        // number of the batch buf belongs to
-	synced   uint64        // highest batch that is durable
-	durable  Pos           // every record before it is durable
-	err      error         // sticky write or sync failure
-	closing  bool
-	floorReq uint32 // floor RemoveBelow asked for, taken with the next batch
+	filling   uint64 // number of the batch buf belongs to
+	synced    uint64 // highest batch that is durable
+	durable   Pos    // every record before it is durable
+	err       error  // sticky write or sync failure
+	closing   bool
+	floorReq  uint32 // floor RemoveBelow asked for, taken with the next batch
 
 	kick chan struct{} // wakes the writer; capacity 1
 	done chan struct{} // closed when the writer exits
 
 	filesMu sync.RWMutex     // guards the fields below; never held during I/O
-	wfile   File             // the segment being written, writer-owned
+	wfile   File             // the segment being written, owned by the writer
 	wseg    uint32           // its number
 	sizes   map[uint32]int64 // size of every segment on disk
 	floor   uint32           // oldest segment kept
@@ -440,23 +435,10 @@ func (j *Journal) kickWriter() {
 
 // Wait blocks until the batch with the given ticket is durable, and returns
 // nil, or until writing it failed, and returns that error.
-//
-// When the batch is still filling, no write is under way and the writer
-// would not linger for more records, Wait writes and syncs the batch
-// itself rather than hand it to the writer goroutine and wait to be woken:
-// a lone producer then pays for its sync and nothing else.
 func (j *Journal) Wait(ticket uint64) error {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	for j.synced < ticket && j.err == nil {
-		if ticket == j.filling && !j.writing && !j.lingering && !j.closing &&
-			j.floorReq == 0 && len(j.buf) > 0 && j.nrec >= j.want {
-			if j.commitLocked() != nil {
-				// Let the writer goroutine take over the failure.
-				j.kickWriter()
-			}
-			continue
-		}
 		j.cond.Wait()
 	}
 	if j.synced >= ticket {
@@ -535,19 +517,11 @@ func (j *Journal) writer() {
 	defer close(j.done)
 	linger := time.NewTimer(time.Hour)
 	linger.Stop()
+	var lastSync time.Duration
 	for {
 		<-j.kick
-		lingered := false
 		for {
 			j.mu.Lock()
-			for j.writing {
-				j.cond.Wait()
-			}
-			if j.err != nil {
-				j.mu.Unlock()
-				j.drainOnError()
-				return
-			}
 			if len(j.buf) == 0 && j.floorReq == 0 {
 				closing := j.closing
 				j.mu.Unlock()
@@ -556,8 +530,8 @@ func (j *Journal) writer() {
 				}
 				break
 			}
-			if wait := j.lastSync / 2; !lingered && wait > 0 && j.nrec < j.want && !j.closing && j.floorReq == 0 {
-				j.lingering, lingered = true, true
+			if wait := lastSync / 2; wait > 0 && j.nrec < j.want && !j.closing && j.floorReq == 0 {
+				j.lingering = true
 				select {
 				case <-j.kick:
 				default:
@@ -571,13 +545,33 @@ func (j *Journal) writer() {
 				}
 				j.mu.Lock()
 				j.lingering = false
-				j.mu.Unlock()
-				// Look again: a waiter may have written the batch meanwhile.
-				continue
 			}
-			lingered = false
-			err := j.commitLocked()
+			batch, ticket, end, floor := j.buf, j.filling, MakePos(j.cur, uint32(j.curSize)), j.floorReq
+			n := j.nrec
+			j.buf, j.nrec, j.floorReq = j.spare[:0], 0, 0
+			j.filling++
 			j.mu.Unlock()
+
+			start := time.Now()
+			err := j.write(batch, floor)
+			lastSync = time.Since(start)
+
+			j.mu.Lock()
+			if err != nil {
+				if j.err == nil {
+					j.err = err
+				}
+			} else {
+				j.synced = ticket
+				j.durable = end
+			}
+			j.want = j.nrec + n
+			j.cond.Broadcast()
+			j.mu.Unlock()
+			for i := range batch {
+				batch[i].data = batch[i].data[:0]
+			}
+			j.spare = batch
 			if err != nil {
 				// The state of the files is unknown after a failed write or
 				// sync (after an EIO the kernel may have dropped the pages);
@@ -587,46 +581,6 @@ func (j *Journal) writer() {
 			}
 		}
 	}
-}
-
-// commitLocked writes and syncs the batch being filled and wakes its
-// waiters. The caller holds mu, which is released during the write, and
-// no write is under way.
-func (j *Journal) commitLocked() error {
-	batch, ticket, end, floor := j.buf, j.filling, MakePos(j.cur, uint32(j.curSize)), j.floorReq
-	n := j.nrec
-	j.buf, j.nrec, j.floorReq = j.spare[:0], 0, 0
-	j.spare = nil
-	j.filling++
-	j.writing = true
-	j.mu.Unlock()
-
-	start := time.Now()
-	err := j.write(batch, floor)
-	took := time.Since(start)
-	for i := range batch {
-		batch[i].data = batch[i].data[:0]
-	}
-
-	j.mu.Lock()
-	j.writing = false
-	j.lastSync = took
-	j.spare = batch
-	if err != nil {
-		if j.err == nil {
-			j.err = err
-		}
-	} else {
-		j.synced = ticket
-		j.durable = end
-	}
-	j.want = j.nrec + n
-	j.cond.Broadcast()
-	if len(j.buf) > 0 || j.floorReq != 0 || j.closing {
-		// Records arrived during the write; the writer takes them.
-		j.kickWriter()
-	}
-	return err
 }
 
 // drainOnError keeps waking waiters until Close after a failure.
