@@ -217,8 +217,9 @@ func (o OutboxOptions) resolve() (OutboxOptions, error) {
 // Memory does not grow with payloads: items are read back from disk when
 // they are delivered or listed, so at most one payload is in memory at a
 // time. The outbox keeps, per stored item, its log position and a 32-bit
-// fingerprint of its key (about 33 bytes in all, measured with a million
-// items pending), and a count per stream.
+// fingerprint of its key (about 17 bytes in all for the items found when
+// it was opened, measured with a million pending; items enqueued since
+// take 20 to 35 bytes), and a count per stream.
 //
 // The directory is created with mode 0700 and its files with mode 0600,
 // since payloads may be private (payments, bookings); the process's
