@@ -150,22 +150,23 @@ type readCache struct {
 	mu    sync.Mutex // guards the fields below
 	files map[uint32]File
 	order []uint32 // oldest use first
+	win   window   // the bytes last read, shared by all segments
 }
 
 // readCacheSize is how many sealed segments stay open for reading.
 const readCacheSize = 4
 
-// with calls fn with the open file of segment id, opening it with open if
-// it is not cached and closing the least recently used one if the cache is
-// full. The cache's lock is held during fn, so no file is closed under a
-// reader.
-func (c *readCache) with(id uint32, open func() (File, error), fn func(File) error) error {
+// with calls fn with the open file of segment id and the read window,
+// opening the file with open if it is not cached and closing the least
+// recently used one if the cache is full. The cache's lock is held during
+// fn, so no file is closed under a reader.
+func (c *readCache) with(id uint32, open func() (File, error), fn func(File, *window) error) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	f, ok := c.files[id]
 	if ok {
 		c.touch(id)
-		return fn(f)
+		return fn(f, &c.win)
 	}
 	f, err := open()
 	if err != nil {
@@ -182,7 +183,7 @@ func (c *readCache) with(id uint32, open func() (File, error), fn func(File) err
 	}
 	c.files[id] = f
 	c.order = append(c.order, id)
-	return fn(f)
+	return fn(f, &c.win)
 }
 
 func (c *readCache) touch(id uint32) {
@@ -199,6 +200,9 @@ func (c *readCache) touch(id uint32) {
 func (c *readCache) drop(id uint32) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.win.seg == id {
+		c.win.reset()
+	}
 	if f, ok := c.files[id]; ok {
 		f.Close()
 		delete(c.files, id)
@@ -219,4 +223,5 @@ func (c *readCache) closeAll() {
 		delete(c.files, id)
 	}
 	c.order = nil
+	c.win = window{}
 }
