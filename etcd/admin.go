@@ -49,6 +49,12 @@ type AdminSettings struct {
 	// groupName)). It is required when Objects has breakers or groups.
 	Breakers *BreakerControl
 
+	// Rollouts maps the name of a rollout in Objects.Rollouts to its
+	// RolloutControl, through which the rollout's pause, resume, promote
+	// and abort reach the elected judge. A rollout without one is refused
+	// those actions; every entry must name a rollout.
+	Rollouts map[string]*RolloutControl
+
 	// Timeout bounds the etcd requests of one action, on top of the
 	// action's own context (an HTTP request's context has no deadline of
 	// its own). Zero means DefaultAdminTimeout (5 s); it must not be
@@ -109,6 +115,7 @@ type Admin struct {
 	breakers map[string]*breaker.Breaker
 	groups   map[string]bool
 	rollouts map[string]bool
+	controls map[string]*RolloutControl
 }
 
 // NewAdmin returns the Admin for s. It returns an error naming the field
@@ -132,6 +139,7 @@ func NewAdmin(s AdminSettings) (*Admin, error) {
 		breakers: make(map[string]*breaker.Breaker),
 		groups:   make(map[string]bool),
 		rollouts: make(map[string]bool),
+		controls: s.Rollouts,
 	}
 	if a.timeout == 0 {
 		a.timeout = DefaultAdminTimeout
@@ -159,6 +167,11 @@ func NewAdmin(s AdminSettings) (*Admin, error) {
 	}
 	for _, r := range s.Objects.Rollouts {
 		a.rollouts[r.Name()] = true
+	}
+	for name, rc := range s.Rollouts {
+		if !a.rollouts[name] || rc == nil {
+			return nil, fmt.Errorf("etcd: admin: AdminSettings.Rollouts[%q] must be a RolloutControl of a rollout in Objects.Rollouts", name)
+		}
 	}
 	return a, nil
 }
@@ -212,8 +225,16 @@ func (a *Admin) Apply(ctx context.Context, act admin.Action) error {
 		if !a.rollouts[act.Name] {
 			return unknownObject(act)
 		}
-		return fmt.Errorf("%w: rollout %q is steered only by its elected evaluator: the fleet record is written by the evaluating instance's own Rollout, which every follower mirrors; %s it there (Evaluator.Leader names the instance)",
-			admin.ErrTransition, act.Name, act.Verb)
+		rc := a.controls[act.Name]
+		if rc == nil {
+			return fmt.Errorf("%w: rollout %q has no RolloutControl (AdminSettings.Rollouts), so only its elected evaluator can %s it",
+				admin.ErrTransition, act.Name, act.Verb)
+		}
+		switch act.Verb {
+		case admin.VerbPause, admin.VerbResume, admin.VerbPromote, admin.VerbAbort:
+			return rc.request(ctx, act)
+		}
+		return badVerb(act)
 	}
 	return fmt.Errorf("%w: unknown kind %q", admin.ErrUnknownObject, act.Kind)
 }
