@@ -85,14 +85,28 @@ type AdminSettings struct {
 //   - An action on one member of a group (Action.Key) is refused with
 //     admin.ErrTransition, since fleet intents name a breaker or a whole
 //     group; force the group, or the member on each instance.
-//   - Pausing, resuming, promoting or aborting a rollout is refused with
-//     admin.ErrTransition. The fleet's rollout record is written only by
-//     the elected evaluator's own rollout.Rollout (fenced by its
-//     leadership), and the other instances' rollouts mirror that record,
-//     so no instance but the evaluator can change it safely, and a
-//     rollout's controls cannot be bounded by a request's deadline. Steer
-//     the rollout on the evaluating instance ([Evaluator.Leader] names
-//     it), through its Rollout's methods.
+//
+// Pausing, resuming, promoting or aborting a rollout goes to the elected
+// judge through the rollout's [RolloutControl] (AdminSettings.Rollouts):
+// the fleet's record is written only by the leader's [RolloutJudge], fenced
+// by its leadership, so Apply does not write it. It reads the record (a
+// rollout that has ended, Promoted or RolledBack, is refused at once with
+// admin.ErrTransition and nothing written), writes the intent (verb,
+// reason, actor, time and a random id) to RolloutControl.Key, replacing any
+// earlier intent, and waits, no longer than Timeout or ctx, for the judge's
+// answer on that key. The judge applies the intent to its rollout with the
+// reason "REASON (by ACTOR, intent ID)" and records the result with a
+// write fenced by its leadership; a new leader answers an intent it finds
+// unanswered, and one whose id the record's reason names was applied by
+// its predecessor and is not applied again. Apply returns nil once the
+// judge applied it (the followers follow the record through their
+// watches), an error wrapping admin.ErrTransition when the rollout refused
+// it (nothing changed), and an error wrapping admin.ErrUnavailable when
+// etcd could not be read (nothing written) or no judge answered in time.
+// An unanswered intent is not withdrawn: it stays on the key and may still
+// be applied when a judge reads it, unless a later intent replaces it
+// first, and the error says so. A rollout with no RolloutControl is
+// refused with admin.ErrTransition.
 //
 // Releasing a breaker or group that no fleet intent forces, and setting a
 // switch to the mode the fleet record already holds, are refused with
@@ -121,7 +135,9 @@ type Admin struct {
 // NewAdmin returns the Admin for s. It returns an error naming the field
 // for objects admin.NewLocal refuses (wrapping admin.ErrInvalidSettings),
 // a switch without a ModeStore, a ModeStore for no switch, breakers or
-// groups without a BreakerControl, and a negative Timeout.
+// groups without a BreakerControl, a RolloutControl for no rollout of
+// Objects.Rollouts (or of another rollout than its key in Rollouts), and a
+// negative Timeout.
 func NewAdmin(s AdminSettings) (*Admin, error) {
 	local, err := admin.NewLocal(s.Objects)
 	if err != nil {
@@ -139,7 +155,7 @@ func NewAdmin(s AdminSettings) (*Admin, error) {
 		breakers: make(map[string]*breaker.Breaker),
 		groups:   make(map[string]bool),
 		rollouts: make(map[string]bool),
-		controls: s.Rollouts,
+		controls: make(map[string]*RolloutControl, len(s.Rollouts)),
 	}
 	if a.timeout == 0 {
 		a.timeout = DefaultAdminTimeout
@@ -169,9 +185,10 @@ func NewAdmin(s AdminSettings) (*Admin, error) {
 		a.rollouts[r.Name()] = true
 	}
 	for name, rc := range s.Rollouts {
-		if !a.rollouts[name] || rc == nil {
-			return nil, fmt.Errorf("etcd: admin: AdminSettings.Rollouts[%q] must be a RolloutControl of a rollout in Objects.Rollouts", name)
+		if !a.rollouts[name] || rc == nil || rc.key != controlKey(rc.s.Prefix, name) {
+			return nil, fmt.Errorf("etcd: admin: AdminSettings.Rollouts[%q] must be the RolloutControl of that rollout, one of Objects.Rollouts", name)
 		}
+		a.controls[name] = rc
 	}
 	return a, nil
 }

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 	"time"
 
@@ -177,8 +178,12 @@ func (rc *RolloutControl) answer(act admin.Action, id string, e *clientv3.Event)
 // each operator intent that has no result yet; stop it with stop.
 func (j *RolloutJudge) controls() *follower {
 	key := controlKey(j.e.s.Prefix, j.e.name)
+	// The evaluator and the evidence already report the judge's view of
+	// etcd; this follower's freshness would repeat them.
+	s := j.e.s.Settings
+	s.OnFreshness, s.Logger = nil, slog.New(slog.DiscardHandler)
 	f := &follower{
-		c: j.e.c, key: key, what: "rollout control " + j.e.name, s: j.e.s.Settings,
+		c: j.e.c, key: key, what: "rollout control " + j.e.name, s: s,
 		reset: func(kvs []*mvccpb.KeyValue, _ int64) {
 			if len(kvs) == 1 {
 				j.apply(key, kvs[0])
