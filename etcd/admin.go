@@ -94,19 +94,24 @@ type AdminSettings struct {
 // admin.ErrTransition and nothing written), writes the intent (verb,
 // reason, actor, time and a random id) to RolloutControl.Key, replacing any
 // earlier intent, and waits, no longer than Timeout or ctx, for the judge's
-// answer on that key. The judge applies the intent to its rollout with the
-// reason "REASON (by ACTOR, intent ID)" and records the result with a
-// write fenced by its leadership; a new leader answers an intent it finds
-// unanswered, and one whose id the record's reason names was applied by
+// answer on that key. The judge first claims the intent (a write checked
+// against the intent's revision), applies it to its rollout with the
+// reason "REASON (by ACTOR, intent ID)", and records the result; both
+// writes are fenced by its leadership. A new leader answers an intent it
+// finds unanswered; one whose id the record's reason names was applied by
 // its predecessor and is not applied again. Apply returns nil once the
 // judge applied it (the followers follow the record through their
 // watches), an error wrapping admin.ErrTransition when the rollout refused
 // it (nothing changed), and an error wrapping admin.ErrUnavailable when
 // etcd could not be read (nothing written) or no judge answered in time.
-// An unanswered intent is not withdrawn: it stays on the key and may still
-// be applied when a judge reads it, unless a later intent replaces it
-// first, and the error says so. A rollout with no RolloutControl is
-// refused with admin.ErrTransition.
+// In that last case Apply withdraws the intent with a delete checked
+// against the revision it wrote, so no judge can claim it afterwards, and
+// nothing was changed. If the delete fails, or a judge claimed the intent
+// but did not answer in time, or a later intent replaced it, Apply returns
+// an error that says the intent may still take effect (not wrapping
+// ErrUnavailable), which the Handler reports as such, as it does for a
+// failed write.
+// A rollout with no RolloutControl is refused with admin.ErrTransition.
 //
 // Releasing a breaker or group that no fleet intent forces, and setting a
 // switch to the mode the fleet record already holds, are refused with

@@ -20,6 +20,7 @@ import (
 
 // Results a judge records for an operator's rollout intent.
 const (
+	resultClaimed = "claimed" // taken by a judge, which is applying it
 	resultApplied = "applied"
 	resultRefused = "refused"
 	resultFailed  = "failed"
@@ -35,7 +36,7 @@ type controlDoc struct {
 	Actor  string    `json:"actor"`
 	Time   time.Time `json:"time"`
 
-	Result string    `json:"result,omitempty"` // "", resultApplied, resultRefused or resultFailed
+	Result string    `json:"result,omitempty"` // "", resultClaimed, resultApplied, resultRefused or resultFailed
 	Error  string    `json:"error,omitempty"`  // why it was refused or failed
 	Judge  string    `json:"judge,omitempty"`  // the evaluator that answered
 	At     time.Time `json:"at,omitzero"`      // when it answered
@@ -126,36 +127,61 @@ func (rc *RolloutControl) request(ctx context.Context, act admin.Action) error {
 			act.Verb, act.Name, rc.key, doc.ID, err)
 	}
 	rev := put.Header.Revision
-	pending := func(why string) error {
-		return fmt.Errorf("%w: etcd: admin: %s rollout %q: %s; intent %s stays in %s and may still be applied when a judge reads it (a later intent replaces it)",
-			admin.ErrUnavailable, act.Verb, act.Name, why, doc.ID, rc.key)
-	}
 	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
 	defer cancel()
 	for ev := range rc.c.Watch(wctx, rc.key, clientv3.WithRev(rev+1)) {
-		if err := ev.Err(); err != nil {
+		if ev.Err() != nil {
 			break
 		}
 		for _, e := range ev.Events {
-			if done, err := rc.answer(act, doc.ID, e); done {
+			if done, err := rc.answer(act, doc.ID, e.Type == mvccpb.DELETE, e.Kv); done {
 				return err
 			}
 		}
 	}
-	if err := ctx.Err(); err != nil {
-		return pending(fmt.Sprintf("no judge answered in time (%v)", err))
-	}
-	return pending("the watch for the judge's answer broke off")
+	return rc.withdraw(ctx, act, doc.ID, rev)
 }
 
-// answer reads the judge's answer to intent id in e; done is false when e
-// does not answer it.
-func (rc *RolloutControl) answer(act admin.Action, id string, e *clientv3.Event) (done bool, err error) {
-	if e.Type != mvccpb.PUT {
+// withdraw deletes intent id, written at revision rev, if no judge has
+// taken it since, once no answer came in time.
+func (rc *RolloutControl) withdraw(ctx context.Context, act admin.Action, id string, rev int64) error {
+	why := "the watch for the judge's answer broke off"
+	if err := ctx.Err(); err != nil {
+		why = fmt.Sprintf("no judge answered in time (%v)", err)
+	}
+	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), rc.s.RequestTimeout)
+	defer cancel()
+	resp, err := rc.c.Txn(dctx).If(clientv3.Compare(clientv3.ModRevision(rc.key), "=", rev)).
+		Then(clientv3.OpDelete(rc.key)).Else(clientv3.OpGet(rc.key)).Commit()
+	if err != nil {
+		// %v, not %w: the Handler must not say that nothing changed.
+		return fmt.Errorf("etcd: admin: %s rollout %q: %s, and intent %s could not be withdrawn from %s (%v): a judge may still apply it; check the rollout",
+			act.Verb, act.Name, why, id, rc.key, err)
+	}
+	if resp.Succeeded {
+		return fmt.Errorf("%w: etcd: admin: %s rollout %q: %s; intent %s was withdrawn, nothing was changed",
+			admin.ErrUnavailable, act.Verb, act.Name, why, id)
+	}
+	kvs := resp.Responses[0].GetResponseRange().Kvs
+	var kv *mvccpb.KeyValue
+	if len(kvs) == 1 {
+		kv = kvs[0]
+	}
+	if done, err := rc.answer(act, id, kv == nil, kv); done {
+		return err
+	}
+	return fmt.Errorf("etcd: admin: %s rollout %q: %s, after a judge took intent %s: it may be applied still; check the rollout",
+		act.Verb, act.Name, why, id)
+}
+
+// answer reads the judge's answer to intent id in kv (nil, or deleted,
+// when the key was deleted); done is false when kv does not answer it.
+func (rc *RolloutControl) answer(act admin.Action, id string, deleted bool, kv *mvccpb.KeyValue) (done bool, err error) {
+	if deleted || kv == nil {
 		return true, fmt.Errorf("etcd: admin: %s rollout %q: intent %s was deleted from %s before a judge answered; it may or may not have been applied, check the rollout's history",
 			act.Verb, act.Name, id, rc.key)
 	}
-	doc, err := decodeControl(rc.key, e.Kv.Value, rc.s.MaxRecordSize)
+	doc, err := decodeControl(rc.key, kv.Value, rc.s.MaxRecordSize)
 	if err == nil && doc.ID != id {
 		err = fmt.Errorf("replaced by intent %s (%s by %s)", doc.ID, doc.Verb, doc.Actor)
 	}
@@ -186,12 +212,12 @@ func (j *RolloutJudge) controls() *follower {
 		c: j.e.c, key: key, what: "rollout control " + j.e.name, s: s,
 		reset: func(kvs []*mvccpb.KeyValue, _ int64) {
 			if len(kvs) == 1 {
-				j.apply(key, kvs[0])
+				j.apply(key, kvs[0], true)
 			}
 		},
 		event: func(ev *clientv3.Event) {
 			if ev.Type == clientv3.EventTypePut {
-				j.apply(key, ev.Kv)
+				j.apply(key, ev.Kv, false)
 			}
 		},
 	}
@@ -200,29 +226,39 @@ func (j *RolloutJudge) controls() *follower {
 }
 
 // apply applies the intent in kv to the judged rollout, unless it has been
-// answered, and records the result with a write fenced by the leadership
-// and by kv's revision (so a replaced intent keeps no stale answer). An
-// intent whose id the record's reason names was applied by an earlier
-// judge that lost its lease before it could answer: it is answered as
-// applied and not applied again.
-func (j *RolloutJudge) apply(key string, kv *mvccpb.KeyValue) {
+// answered. It first claims the intent with a write fenced by the
+// leadership and by kv's revision, so that an intent the console has
+// withdrawn, or replaced, is never applied; it then applies it and records
+// the result with a write fenced the same way. An intent that another
+// judge claimed but did not answer (it lost its lease) is claimed anew;
+// if its id is in the record's reason, the earlier judge applied it and
+// it is answered as applied without being applied again. apply runs on
+// the control follower's goroutine only; reread is true after a fresh
+// read of the key.
+func (j *RolloutJudge) apply(key string, kv *mvccpb.KeyValue, reread bool) {
 	log := j.e.s.Logger
 	doc, err := decodeControl(key, kv.Value, j.e.s.MaxRecordSize)
 	if err != nil {
 		log.Error("ringfence: damaged rollout intent in etcd; not acting on it", "key", key, "error", err)
 		return
 	}
-	if doc.Result != "" {
-		return
+	if doc.Result != "" && doc.Result != resultClaimed || !reread && kv.ModRevision == j.claimed {
+		return // answered, or this judge's own claim, already acted on
 	}
 	select {
 	case <-j.e.Done():
 		return // deposed: the next leader answers
 	default:
 	}
-	reason := annotated(doc)
+	doc.Result, doc.Judge, doc.At = resultClaimed, j.e.s.ID, time.Now()
+	rev, ok := j.record(key, kv.ModRevision, doc)
+	if !ok {
+		return // withdrawn, replaced or deposed; or etcd failed, and the reread after it retries
+	}
+	j.claimed = rev
 	r := j.judged
 	if !strings.Contains(r.Status().Reason, "intent "+doc.ID) {
+		reason := annotated(doc)
 		switch admin.Verb(doc.Verb) {
 		case admin.VerbPause:
 			err = r.Pause(reason)
@@ -236,7 +272,7 @@ func (j *RolloutJudge) apply(key string, kv *mvccpb.KeyValue) {
 			err = fmt.Errorf("%w: unknown verb %q", rollout.ErrTransition, doc.Verb)
 		}
 	}
-	doc.Result, doc.Judge, doc.At = resultApplied, j.e.s.ID, time.Now()
+	doc.Result, doc.At = resultApplied, time.Now()
 	switch {
 	case errors.Is(err, rollout.ErrTransition):
 		doc.Result, doc.Error = resultRefused, err.Error()
@@ -245,18 +281,26 @@ func (j *RolloutJudge) apply(key string, kv *mvccpb.KeyValue) {
 	}
 	log.Info("ringfence: operator intent for the fleet's rollout", "rollout", j.e.name,
 		"intent", doc.ID, "verb", doc.Verb, "actor", doc.Actor, "result", doc.Result, "error", doc.Error)
+	j.record(key, rev, doc)
+}
+
+// record writes doc to key if the key is still at revision rev and this
+// judge still leads, and returns the revision written.
+func (j *RolloutJudge) record(key string, rev int64, doc controlDoc) (int64, bool) {
 	data, err := json.Marshal(doc)
 	if err != nil {
-		log.Error("ringfence: cannot encode a rollout intent's result", "key", key, "error", err)
-		return
+		j.e.s.Logger.Error("ringfence: cannot encode a rollout intent", "key", key, "error", err)
+		return 0, false
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), j.e.s.RequestTimeout)
 	defer cancel()
-	_, err = j.e.c.Txn(ctx).If(
-		clientv3.Compare(clientv3.ModRevision(key), "=", kv.ModRevision),
+	resp, err := j.e.c.Txn(ctx).If(
+		clientv3.Compare(clientv3.ModRevision(key), "=", rev),
 		clientv3.Compare(clientv3.CreateRevision(j.store.fenceKey), "=", j.store.fenceRev),
 	).Then(clientv3.OpPut(key, string(data))).Commit()
 	if err != nil {
-		log.Warn("ringfence: cannot record a rollout intent's result; the next judge answers it", "key", key, "intent", doc.ID, "error", err)
+		j.e.s.Logger.Warn("ringfence: cannot record a rollout intent; it is answered after the next read", "key", key, "intent", doc.ID, "result", doc.Result, "error", err)
+		return 0, false
 	}
+	return resp.Header.Revision, resp.Succeeded
 }

@@ -191,15 +191,23 @@ func TestFleetRolloutIntentAppliedOnceAcrossALeaderChange(t *testing.T) {
 	require.NoError(t, a.j.Judged().Start(waitCtx(t))) // leads, but is not yet serving intents
 	b := newRolloutConsole(t, 300*time.Millisecond, srv.Endpoints()...)
 
-	// No judge answers: the console says so, and the intent stays.
+	// No judge answers: the console withdraws the intent and says so.
 	err := b.act(admin.VerbPause, "checkout errors up")
 	require.ErrorIs(t, err, admin.ErrUnavailable, "pause with no judge serving")
-	assert.Contains(t, err.Error(), "may still be applied")
-	doc, _ := intent(t, c, b.rc)
-	require.Empty(t, doc.Result)
+	assert.Contains(t, err.Error(), "withdrawn, nothing was changed")
+	resp, err := c.Get(waitCtx(t), b.rc.Key())
+	require.NoError(t, err)
+	assert.Empty(t, resp.Kvs, "the withdrawn intent")
+	assert.Equal(t, rollout.Running, a.j.Judged().Status().State)
 
-	// Leader a applies the intent, then loses the leadership before it
-	// records the result.
+	// Leader a claims an intent and applies it, then loses the leadership
+	// before it records the result.
+	doc := controlDoc{Format: FormatVersion, ID: "0123456789abcdef", Verb: "pause", Reason: "checkout errors up",
+		Actor: "alice", Time: time.Now(), Result: resultClaimed, Judge: "a", At: time.Now()}
+	data, err := json.Marshal(doc)
+	require.NoError(t, err)
+	_, err = c.Put(waitCtx(t), b.rc.Key(), string(data))
+	require.NoError(t, err)
 	require.NoError(t, a.j.Judged().Pause(annotated(doc)))
 	_, applied := recordVersion(t, srv.Endpoints())
 	require.NoError(t, a.e.Resign(waitCtx(t)))
@@ -209,7 +217,7 @@ func TestFleetRolloutIntentAppliedOnceAcrossALeaderChange(t *testing.T) {
 	next.run(t)
 	eventually(t, "the next leader answers the intent", testWait, func() bool {
 		d, _ := intent(t, c, b.rc)
-		return d.Result != ""
+		return d.Result != resultClaimed
 	})
 	doc, _ = intent(t, c, b.rc)
 	assert.Equal(t, resultApplied, doc.Result)

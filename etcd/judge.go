@@ -38,7 +38,10 @@ type RolloutJudge struct {
 	plan   rollout.Plan // of the stand-in: no Store, Evidence or callbacks
 	store  *RolloutStore
 	judged *rollout.Rollout
-	cur    atomic.Pointer[rollout.Rollout]
+	// claimed is the revision of this judge's latest claim of an operator
+	// intent; only the control follower's goroutine uses it.
+	claimed int64
+	cur     atomic.Pointer[rollout.Rollout]
 }
 
 // JudgeRollout returns the judge of the rollout plan describes, saving
