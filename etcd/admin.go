@@ -49,6 +49,12 @@ type AdminSettings struct {
 	// groupName)). It is required when Objects has breakers or groups.
 	Breakers *BreakerControl
 
+	// Rollouts maps the name of a rollout in Objects.Rollouts to its
+	// RolloutControl, through which the rollout's pause, resume, promote
+	// and abort reach the elected judge. A rollout without one is refused
+	// those actions; every entry must name a rollout.
+	Rollouts map[string]*RolloutControl
+
 	// Timeout bounds the etcd requests of one action, on top of the
 	// action's own context (an HTTP request's context has no deadline of
 	// its own). Zero means DefaultAdminTimeout (5 s); it must not be
@@ -79,14 +85,33 @@ type AdminSettings struct {
 //   - An action on one member of a group (Action.Key) is refused with
 //     admin.ErrTransition, since fleet intents name a breaker or a whole
 //     group; force the group, or the member on each instance.
-//   - Pausing, resuming, promoting or aborting a rollout is refused with
-//     admin.ErrTransition. The fleet's rollout record is written only by
-//     the elected evaluator's own rollout.Rollout (fenced by its
-//     leadership), and the other instances' rollouts mirror that record,
-//     so no instance but the evaluator can change it safely, and a
-//     rollout's controls cannot be bounded by a request's deadline. Steer
-//     the rollout on the evaluating instance ([Evaluator.Leader] names
-//     it), through its Rollout's methods.
+//
+// Pausing, resuming, promoting or aborting a rollout goes to the elected
+// judge through the rollout's [RolloutControl] (AdminSettings.Rollouts):
+// the fleet's record is written only by the leader's [RolloutJudge], fenced
+// by its leadership, so Apply does not write it. It reads the record (a
+// rollout that has ended, Promoted or RolledBack, is refused at once with
+// admin.ErrTransition and nothing written), writes the intent (verb,
+// reason, actor, time and a random id) to RolloutControl.Key, replacing any
+// earlier intent, and waits, no longer than Timeout or ctx, for the judge's
+// answer on that key. The judge first claims the intent (a write checked
+// against the intent's revision), applies it to its rollout with the
+// reason "REASON (by ACTOR, intent ID)", and records the result; both
+// writes are fenced by its leadership. A new leader answers an intent it
+// finds unanswered; one whose id the record's reason names was applied by
+// its predecessor and is not applied again. Apply returns nil once the
+// judge applied it (the followers follow the record through their
+// watches), an error wrapping admin.ErrTransition when the rollout refused
+// it (nothing changed), and an error wrapping admin.ErrUnavailable when
+// etcd could not be read (nothing written) or no judge answered in time.
+// In that last case Apply withdraws the intent with a delete checked
+// against the revision it wrote, so no judge can claim it afterwards, and
+// nothing was changed. If the delete fails, or a judge claimed the intent
+// but did not answer in time, or a later intent replaced it, Apply returns
+// an error that says the intent may still take effect (not wrapping
+// ErrUnavailable), which the Handler reports as such, as it does for a
+// failed write.
+// A rollout with no RolloutControl is refused with admin.ErrTransition.
 //
 // Releasing a breaker or group that no fleet intent forces, and setting a
 // switch to the mode the fleet record already holds, are refused with
@@ -109,12 +134,15 @@ type Admin struct {
 	breakers map[string]*breaker.Breaker
 	groups   map[string]bool
 	rollouts map[string]bool
+	controls map[string]*RolloutControl
 }
 
 // NewAdmin returns the Admin for s. It returns an error naming the field
 // for objects admin.NewLocal refuses (wrapping admin.ErrInvalidSettings),
 // a switch without a ModeStore, a ModeStore for no switch, breakers or
-// groups without a BreakerControl, and a negative Timeout.
+// groups without a BreakerControl, a RolloutControl for no rollout of
+// Objects.Rollouts (or of another rollout than its key in Rollouts), and a
+// negative Timeout.
 func NewAdmin(s AdminSettings) (*Admin, error) {
 	local, err := admin.NewLocal(s.Objects)
 	if err != nil {
@@ -132,6 +160,7 @@ func NewAdmin(s AdminSettings) (*Admin, error) {
 		breakers: make(map[string]*breaker.Breaker),
 		groups:   make(map[string]bool),
 		rollouts: make(map[string]bool),
+		controls: make(map[string]*RolloutControl, len(s.Rollouts)),
 	}
 	if a.timeout == 0 {
 		a.timeout = DefaultAdminTimeout
@@ -159,6 +188,12 @@ func NewAdmin(s AdminSettings) (*Admin, error) {
 	}
 	for _, r := range s.Objects.Rollouts {
 		a.rollouts[r.Name()] = true
+	}
+	for name, rc := range s.Rollouts {
+		if !a.rollouts[name] || rc == nil || rc.key != controlKey(rc.s.Prefix, name) {
+			return nil, fmt.Errorf("etcd: admin: AdminSettings.Rollouts[%q] must be the RolloutControl of that rollout, one of Objects.Rollouts", name)
+		}
+		a.controls[name] = rc
 	}
 	return a, nil
 }
@@ -212,8 +247,16 @@ func (a *Admin) Apply(ctx context.Context, act admin.Action) error {
 		if !a.rollouts[act.Name] {
 			return unknownObject(act)
 		}
-		return fmt.Errorf("%w: rollout %q is steered only by its elected evaluator: the fleet record is written by the evaluating instance's own Rollout, which every follower mirrors; %s it there (Evaluator.Leader names the instance)",
-			admin.ErrTransition, act.Name, act.Verb)
+		rc := a.controls[act.Name]
+		if rc == nil {
+			return fmt.Errorf("%w: rollout %q has no RolloutControl (AdminSettings.Rollouts), so only its elected evaluator can %s it",
+				admin.ErrTransition, act.Name, act.Verb)
+		}
+		switch act.Verb {
+		case admin.VerbPause, admin.VerbResume, admin.VerbPromote, admin.VerbAbort:
+			return rc.request(ctx, act)
+		}
+		return badVerb(act)
 	}
 	return fmt.Errorf("%w: unknown kind %q", admin.ErrUnknownObject, act.Kind)
 }

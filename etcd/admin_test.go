@@ -286,7 +286,8 @@ func TestAdminChangesNothingWhileEtcdIsDown(t *testing.T) {
 	assert.Equal(t, fallback.ModeAuto, b.sw.Mode())
 	assert.Equal(t, breaker.Closed, b.payments.State())
 
-	// Once etcd is back, the same action goes through.
+	// Once etcd is back and A has reconnected, the same action goes through.
+	eventually(t, "A's breaker control fresh again", testWait, func() bool { return !a.admin.bc.Freshness().Stale })
 	got := a.post(t, writeSecret, "breakers/payments/force-open", `{"reason":"outage"}`)
 	require.Equal(t, http.StatusOK, got.Status, got.Error)
 	b.await(t, "B's payments forced open", testWait, func() bool { return b.payments.State() == breaker.ForcedOpen })

@@ -34,7 +34,11 @@
 // fleet's record stay as they were; when etcd answers again the judged
 // rollout serves again. Operator controls (Pause, Resume, Promote, Abort)
 // belong on the leader's RolloutJudge.Judged; on a follower's rollout they
-// fail with [ErrFollower] and change nothing.
+// fail with [ErrFollower] and change nothing. From any instance, an
+// operator steers the fleet's rollout through [Admin] with a
+// [RolloutControl]: the intent is written to etcd, and the running judge
+// applies it once (even across a change of leader), records the result
+// for the console, and the followers follow the record.
 
 // # When etcd is unreachable
 //

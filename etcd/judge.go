@@ -36,8 +36,12 @@ type RolloutJudge struct {
 	e      *Evaluator
 	fe     *FleetEvidence
 	plan   rollout.Plan // of the stand-in: no Store, Evidence or callbacks
+	store  *RolloutStore
 	judged *rollout.Rollout
-	cur    atomic.Pointer[rollout.Rollout]
+	// claimed is the revision of this judge's latest claim of an operator
+	// intent; only the control follower's goroutine uses it.
+	claimed int64
+	cur     atomic.Pointer[rollout.Rollout]
 }
 
 // JudgeRollout returns the judge of the rollout plan describes, saving
@@ -68,7 +72,7 @@ func (e *Evaluator) JudgeRollout(plan rollout.Plan, store *RolloutStore, fe *Fle
 	}
 	safe := plan
 	safe.OnEvent, safe.Validate = nil, nil
-	j := &RolloutJudge{e: e, fe: fe, plan: safe, judged: judged}
+	j := &RolloutJudge{e: e, fe: fe, plan: safe, store: store, judged: judged}
 	j.cur.Store(judged)
 	return j, nil
 }
@@ -87,12 +91,16 @@ func (j *RolloutJudge) Judged() *rollout.Rollout { return j.judged }
 // fleet's record if there is one), evaluates it every Plan.Interval as
 // rollout.Rollout.Run does, and checks the fleet view three times per
 // Settings.StaleAfter, until ctx is done, the rollout ends or the lease is
-// lost. It returns Start's error, what the rollout's Run returns, or an
+// lost. While it runs it also applies the operator intents that any
+// instance's [Admin] writes to the rollout's control key ([RolloutControl]),
+// each once, and records the result there. It returns Start's error, what the rollout's Run returns, or an
 // error wrapping ErrDeposed once the lease is lost. Call it once.
 func (j *RolloutJudge) Run(ctx context.Context) error {
 	if err := j.judged.Start(ctx); err != nil {
 		return err
 	}
+	ctl := j.controls() // operator intents from any instance's Admin
+	defer ctl.stop()
 	rctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	done := make(chan error, 1)
