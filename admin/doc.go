@@ -98,9 +98,11 @@
 // this process through their own methods. The etcd module's Actions
 // (etcd.NewAdmin) plugs in the same way: it records switch modes and
 // forced breakers in the fleet's etcd store, which every instance
-// follows, and its scope "fleet" tells operators, the page and the
-// command-line tool that their action reached the whole fleet rather than
-// one instance.
+// follows, and hands rollout controls (pause, resume, promote, abort) to
+// the fleet's elected judge, which applies each once and answers; its
+// scope "fleet" tells operators, the page and the command-line tool that
+// their action reached the whole fleet rather than one instance. Outboxes
+// hold per-instance work, so their actions stay "local".
 //
 // # The page
 //
