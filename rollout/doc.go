@@ -165,8 +165,8 @@
 // that holds no key at all pauses with [RuleEmptyRing]. [CheckTraffic]
 // says, from an expected traffic, whether each stage can gather its
 // samples in time and which first ring can; with Plan.Traffic set, New
-// refuses a plan that cannot. The default plan needs about 70 calls per
-// second (see [DefaultStages]).
+// refuses a plan that cannot. The default plan needs about 23 calls per
+// second, or about 63 over 10,000 hosts as keys (see [DefaultStages]).
 //
 // # What the bound promises
 //

@@ -231,29 +231,36 @@ func TestCheckTraffic(t *testing.T) {
 	rep, err := rollout.CheckTraffic(rollout.Plan{}, rollout.Traffic{CallsPerSecond: 100})
 	require.NoError(t, err)
 	assert.True(t, rep.Viable, "the default plan at 100 calls/s")
-	assert.InDelta(t, 69.4, rep.NeededCallsPerSecond, 0.1, "traffic the default plan needs")
+	assert.InDelta(t, 23.1, rep.NeededCallsPerSecond, 0.1, "traffic the default plan needs")
 
 	// With 10,000 hosts the first ring holds 10 of them, give or take 3:
-	// a ring short of hosts must still gather its samples.
-	rep, err = rollout.CheckTraffic(rollout.Plan{}, rollout.Traffic{CallsPerSecond: 100, Keys: 10_000})
-	require.NoError(t, err)
-	assert.False(t, rep.Viable, "the default plan at 100 calls/s over 10,000 hosts")
-	assert.InDelta(t, 10, rep.Stages[0].Keys, 1e-9, "hosts in the first ring")
-	assert.InDelta(t, 189, rep.NeededCallsPerSecond, 0.5, "traffic the default plan needs over 10,000 hosts")
-	first := rep.FirstViablePercent
-	stages := append([]rollout.Stage{{Percent: first, Bake: 30 * time.Minute}}, rollout.DefaultStages()[1:]...)
-	if first >= 1 {
-		stages = append([]rollout.Stage{{Percent: first, Bake: 30 * time.Minute}}, rollout.DefaultStages()[2:]...)
+	// a ring short of hosts must still gather its samples. The default
+	// plan is viable at the traffic its documentation states.
+	for _, rate := range []float64{70, 100} {
+		rep, err = rollout.CheckTraffic(rollout.Plan{}, rollout.Traffic{CallsPerSecond: rate, Keys: 10_000})
+		require.NoError(t, err)
+		assert.True(t, rep.Viable, "the default plan at %v calls/s over 10,000 hosts", rate)
+		assert.InDelta(t, 10, rep.Stages[0].Keys, 1e-9, "hosts in the first ring")
+		assert.InDelta(t, 63, rep.NeededCallsPerSecond, 0.5, "traffic the default plan needs over 10,000 hosts")
 	}
-	_, err = rollout.New(rollout.Plan{Stages: stages, Traffic: rollout.Traffic{CallsPerSecond: 100, Keys: 10_000}})
+	rep, err = rollout.CheckTraffic(rollout.Plan{}, rollout.Traffic{CallsPerSecond: 40, Keys: 10_000})
+	require.NoError(t, err)
+	assert.False(t, rep.Viable, "the default plan at 40 calls/s over 10,000 hosts")
+	first := rep.FirstViablePercent
+	stages := rollout.DefaultStages()
+	stages[0].Percent = first
+	if first >= 1 {
+		stages = append(stages[:1], stages[2:]...)
+	}
+	_, err = rollout.New(rollout.Plan{Stages: stages, Traffic: rollout.Traffic{CallsPerSecond: 40, Keys: 10_000}})
 	require.NoError(t, err, "New with the first ring CheckTraffic suggests over 10,000 hosts (%v%%)", first)
 
 	rep, err = rollout.CheckTraffic(rollout.Plan{}, rollout.Traffic{CallsPerSecond: 1})
 	require.NoError(t, err)
 	assert.False(t, rep.Viable, "the default plan at 1 call/s")
 	assert.False(t, rep.Stages[0].Viable, "its first ring")
-	assert.Equal(t, 6.9445, rep.FirstViablePercent, "smallest viable first ring at 1 call/s")
-	_, err = rollout.New(rollout.Plan{Stages: []rollout.Stage{{Percent: 6.9445, Bake: 30 * time.Minute}, {Percent: 100}}, Traffic: rollout.Traffic{CallsPerSecond: 1}})
+	assert.Equal(t, 2.3149, rep.FirstViablePercent, "smallest viable first ring at 1 call/s")
+	_, err = rollout.New(rollout.Plan{Stages: []rollout.Stage{{Percent: 2.3149, Bake: 30 * time.Minute, Deadline: 6 * time.Hour}, {Percent: 100}}, Traffic: rollout.Traffic{CallsPerSecond: 1}})
 	require.NoError(t, err, "New with the first ring CheckTraffic suggests")
 
 	_, err = rollout.CheckTraffic(rollout.Plan{}, rollout.Traffic{})

@@ -112,9 +112,9 @@ func ExampleCheckTraffic() {
 	_, err := rollout.New(rollout.Plan{Traffic: rollout.Traffic{CallsPerSecond: 20}})
 	fmt.Println(errors.Is(err, rollout.ErrPlan))
 	// Output:
-	// default plan at 20 calls/s: viable false, needs 69 calls/s
-	// first ring 0.1%: 0.020 canary calls/s, 6h57m0s to gather, deadline 2h0m0s
-	// smallest viable first ring: 0.3473%
+	// default plan at 20 calls/s: viable false, needs 23 calls/s
+	// first ring 0.1%: 0.020 canary calls/s, 6h57m0s to gather, deadline 6h0m0s
+	// smallest viable first ring: 0.1158%
 	// true
 }
 

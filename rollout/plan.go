@@ -31,18 +31,24 @@ const (
 
 // DefaultStages returns the ring list used when Plan.Stages is empty:
 // 0.1%, 1%, 10%, 50% and 100% of keys, baking 30 minutes at each of the
-// first two rings, an hour at 10% and 50%, and none at 100%.
+// first two rings, an hour at 10% and 50%, and none at 100%. The first
+// ring has six hours to gather its samples; the others have the default
+// Deadline (four times Bake, at least an hour).
 //
 // These rings need traffic: the first holds one key in a thousand and must
-// gather DefaultMinSamples (500) canary calls within its two-hour default
-// deadline, so the plan needs about 70 calls per second over all keys
-// (500 / (0.001 × 7,200 s)); with keys as hosts it also needs a few
-// thousand of them for the first ring to hold any. Below that, use
-// [CheckTraffic] to find a first ring that can gather its samples, or set
+// gather DefaultMinSamples (500) canary calls within its six hours, so
+// the plan needs about 23 calls per second over all keys when each call
+// is assigned on its own (500 / (0.001 × 21,600 s)). With keys as hosts,
+// the first ring's share of calls follows the hosts it happens to hold
+// (about 10 ± 3 of 10,000), and [CheckTraffic] asks that a ring two
+// standard deviations short of keys still gathers its samples: over
+// 10,000 hosts the plan needs about 63 calls per second, and it needs a
+// few thousand hosts for the first ring to hold any. Below that, use
+// CheckTraffic to find a first ring that can gather its samples, or set
 // Plan.Traffic so that New refuses a plan that cannot.
 func DefaultStages() []Stage {
 	return []Stage{
-		{Percent: 0.1, Bake: 30 * time.Minute},
+		{Percent: 0.1, Bake: 30 * time.Minute, Deadline: 6 * time.Hour},
 		{Percent: 1, Bake: 30 * time.Minute},
 		{Percent: 10, Bake: time.Hour},
 		{Percent: 50, Bake: time.Hour},
