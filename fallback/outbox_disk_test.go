@@ -94,15 +94,24 @@ func TestOutboxOnAFullDisk(t *testing.T) {
 		enqueueAll(t, o, Item{Key: k, Payload: make([]byte, 100)})
 	}
 	faults.FailWrite(syscall.ENOSPC)
-	require.ErrorIs(t, o.Enqueue(ctx, item("s", "full")), syscall.ENOSPC, "Enqueue on a full disk")
+	for range 3 {
+		err := o.Enqueue(ctx, item("s", "full"))
+		require.ErrorIs(t, err, ErrDiskFull, "Enqueue on a full disk")
+		require.ErrorIs(t, err, syscall.ENOSPC, "Enqueue on a full disk")
+	}
+	assert.Equal(t, len(keys), o.Pending(), "Pending after refused items")
 	faults.FailWrite(nil)
-	require.ErrorIs(t, o.Enqueue(ctx, item("s", "later")), syscall.ENOSPC, "Enqueue once space is back, before a reopen")
-	o.Close()
+	// Space is back: the same outbox stores again, the refused item too.
+	require.NoError(t, o.Enqueue(ctx, item("s", "later")), "Enqueue once space is back, before a reopen")
+	require.NoError(t, o.Enqueue(ctx, item("s", "full")), "retried Enqueue of the refused item")
+	require.NoError(t, o.Enqueue(ctx, item("s", "later")), "idempotent Enqueue after the recovery")
+	require.NoError(t, o.Close(), "Close after recovering")
+	keys = append(keys, "full")
 
 	t.Run("reopening once space is back keeps every acknowledged item", func(t *testing.T) {
 		o := openOutbox(t, copyDir(t, dir), opts)
 		enqueueAll(t, o, item("s", "later"))
-		assert.Equal(t, append(keys, "later"), drain(t, o), "delivered")
+		assert.Equal(t, append(keys[:len(keys)-1:len(keys)-1], "later", "full"), drain(t, o), "delivered")
 	})
 	t.Run("opening on a full disk frees delivered segments", func(t *testing.T) {
 		d := copyDir(t, dir)
@@ -111,7 +120,7 @@ func TestOutboxOnAFullDisk(t *testing.T) {
 		rctx, cancel := context.WithCancel(ctx)
 		n := 0
 		_ = o.Replay(rctx, func(context.Context, Item) error {
-			if n++; n == len(keys) {
+			if n++; n == len(keys)+1 { // and "later"
 				cancel()
 			}
 			return nil
