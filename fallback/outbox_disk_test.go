@@ -232,3 +232,40 @@ func TestOutboxOpensABigBacklogUnderALowDescriptorLimit(t *testing.T) {
 	out, err := cmd.CombinedOutput()
 	require.NoError(t, err, "child with RLIMIT_NOFILE 64 and %d segments:\n%s", segs, out)
 }
+
+func TestOutboxStaysStoppedAfterAWriteErrorOtherThanAFullDisk(t *testing.T) {
+	ctx := context.Background()
+	faults := new(journal.FaultFS)
+	dir := t.TempDir()
+	opts := fast
+	opts.fs = faults
+	o := openOutbox(t, dir, opts)
+	enqueueAll(t, o, item("s", "durable"))
+	faults.FailWrite(syscall.EIO)
+	err := o.Enqueue(ctx, item("s", "lost"))
+	require.ErrorIs(t, err, syscall.EIO, "Enqueue while writes fail")
+	assert.NotErrorIs(t, err, ErrDiskFull, "Enqueue while writes fail")
+	faults.FailWrite(nil)
+	require.ErrorIs(t, o.Enqueue(ctx, item("s", "new")), syscall.EIO, "Enqueue after the failed write")
+	require.Error(t, o.Close(), "Close after a failed write")
+	o = openOutbox(t, dir, fast)
+	assert.Equal(t, []string{"durable"}, drain(t, o), "items after reopening")
+}
+
+func TestOutboxStaysStoppedWhenAFullDiskUndoesADelivery(t *testing.T) {
+	ctx := context.Background()
+	faults := new(journal.FaultFS)
+	dir := t.TempDir()
+	opts := fast
+	opts.fs = faults
+	o := openOutbox(t, dir, opts)
+	enqueueAll(t, o, item("s", "a"), item("s", "b"))
+	faults.FailWrite(syscall.ENOSPC)
+	if err := o.Replay(ctx, func(context.Context, Item) error { return nil }); err != nil {
+		require.ErrorIs(t, err, ErrDiskFull, "Replay on a full disk")
+	}
+	require.ErrorIs(t, o.Close(), syscall.ENOSPC, "Close after the delivery records were undone")
+	faults.FailWrite(nil)
+	o = openOutbox(t, dir, fast)
+	assert.Equal(t, []string{"a", "b"}, drain(t, o), "items after reopening: delivered again, at least once")
+}

@@ -935,7 +935,9 @@ func (j *Journal) RemoveBelow(floor uint32) error {
 }
 
 // Close writes and syncs what was appended, stops the writer goroutine and
-// closes the files. It returns the first write or sync error seen, if any.
+// closes the files. It returns the first write or sync error seen, if any,
+// or the error of a batch a full disk undid if the journal is still
+// stopped for it.
 // Close is idempotent.
 func (j *Journal) Close() error {
 	j.mu.Lock()
@@ -958,6 +960,10 @@ func (j *Journal) Close() error {
 	j.dirf.Close()
 	j.mu.Lock()
 	defer j.mu.Unlock()
+	if j.err == nil && j.noSpace != nil {
+		// Records a full disk undid, and nobody resumed after, are lost.
+		return j.noSpace
+	}
 	return j.err
 }
 
