@@ -175,6 +175,21 @@
 // is open, its rejections wait out its RetryAfter and are not counted as
 // delivery attempts.
 //
+// A full disk (ENOSPC, EDQUOT) met while writing new items, before
+// anything of that write was synced, is undone in place: the log file is
+// cut back to the end of its last durable record, every Enqueue in that
+// write returns an error wrapping [ErrDiskFull] and stored nothing (its
+// key is free, nothing of it is acknowledged or replayed), and the next
+// Enqueue tries a real write again, so the outbox stores again as soon as
+// space returns, without a reopen. Items acknowledged before are kept.
+// Any other write failure, a failed fsync (whatever its error, since the
+// kernel may have dropped the pages), a file that cannot be cut back, and
+// a full disk that hits a delivery, dead-letter, requeue or compaction
+// record stop the outbox: every later write fails with that error until it
+// is reopened, which reads back what is really on disk. Replay therefore
+// cannot deliver on a full disk; opening removes fully delivered segments
+// without writing, which may free space.
+//
 // # Errors
 //
 // Errors are checked with errors.Is:
@@ -199,6 +214,8 @@
 //   - [ErrDuplicate]: Enqueue was given a different item under the key of
 //     one the outbox holds.
 //   - [ErrInUse]: another Outbox holds the directory.
+//   - [ErrDiskFull]: the disk or quota was full; see above for what was
+//     stored.
 //   - [ErrClosed], [ErrReplayRunning], [ErrNoDeadLetter], [ErrInvalidItem]:
 //     see [Outbox].
 //

@@ -42,6 +42,11 @@ var (
 	// open, in this process or another (on Unix systems, where it is
 	// enforced with an advisory lock on the directory itself).
 	ErrInUse = errors.New("fallback: outbox directory is in use")
+	// ErrDiskFull is wrapped, with the file system's error, by the errors
+	// of calls that could not write because the disk or the quota is full
+	// (ENOSPC, EDQUOT). An [Outbox.Enqueue] that returns it stored
+	// nothing; see the package doc for when a later call tries again.
+	ErrDiskFull = errors.New("fallback: outbox disk is full")
 	// ErrDuplicate is returned by [Outbox.Enqueue] for an item whose key is
 	// already pending or dead with a different stream or payload: the
 	// stored item is kept and the new one is not stored. Enqueueing an
@@ -279,8 +284,11 @@ type Outbox struct {
 	intern  map[string]string // stream names while opening, nil after
 	segs    map[uint32]*obSegCount
 	scratch []byte
-	head    obHead
-	stats   OutboxStats // Delivered, Failures, DeadLettered, InFlight, LastError
+	// other is the ticket of the last record appended that is not a new
+	// item: one that a full disk may not undo.
+	other uint64
+	head  obHead
+	stats OutboxStats // Delivered, Failures, DeadLettered, InFlight, LastError
 
 	reg metric.Registration // of OutboxOptions.MeterProvider; nil without
 }
@@ -294,6 +302,7 @@ type obDeadEntry struct {
 // record must not be read back from disk yet.
 type obFresh struct {
 	key    string
+	stream string
 	enq    int64
 	ticket uint64
 }
@@ -374,6 +383,8 @@ func (o *Outbox) wrapErr(err error) error {
 		return ErrClosed
 	case errors.Is(err, journal.ErrLocked):
 		return fmt.Errorf("%w: %w", ErrInUse, err)
+	case errors.Is(err, journal.ErrNoSpace):
+		return fmt.Errorf("%w: %w", ErrDiskFull, err)
 	case errors.Is(err, journal.ErrFormat):
 		return fmt.Errorf("%w: %w", ErrOutboxFormat, err)
 	case errors.Is(err, journal.ErrCorrupt) && !errors.Is(err, ErrCorrupt):
@@ -693,9 +704,11 @@ func (o *Outbox) readAt(p journal.Pos, seq uint64) (obRecord, error) {
 // the item is handed to the log writer, Enqueue waits for the fsync
 // regardless of ctx. It returns an error wrapping [ErrInvalidItem] for an
 // empty key or an item larger than OutboxOptions.MaxItemSize, [ErrClosed]
-// after Close, and the file system's error if writing fails; after a
-// failed write or sync every later Enqueue returns that error, retries of
-// stored items included, until the Outbox is reopened.
+// after Close, and the file system's error if writing fails. On a full
+// disk the error wraps [ErrDiskFull], the item is not stored, and the next
+// call tries again (see the package doc for the exceptions); after any
+// other failed write or sync every later Enqueue returns that error,
+// retries of stored items included, until the Outbox is reopened.
 func (o *Outbox) Enqueue(ctx context.Context, it Item) error {
 	if it.Key == "" {
 		return fmt.Errorf("%w: Item.Key is empty", ErrInvalidItem)
@@ -723,7 +736,7 @@ func (o *Outbox) Enqueue(ctx context.Context, it Item) error {
 		if c.fresh {
 			// Not durable yet: wait for it, then compare with what is on disk.
 			if err := o.j.Wait(c.ticket); err != nil {
-				return o.wrapErr(err)
+				return o.diskFull(err)
 			}
 			waited = c.ticket
 			continue
@@ -815,6 +828,7 @@ func (o *Outbox) appendItemLocked(it Item, enq int64) error {
 	o.scratch = r.appendTo(o.scratch[:0])
 	p, ticket, err := o.j.Append(obItem, o.scratch)
 	if err != nil {
+		o.diskFullLocked(err)
 		o.mu.Unlock()
 		return o.wrapErr(err)
 	}
@@ -824,13 +838,14 @@ func (o *Outbox) appendItemLocked(it Item, enq int64) error {
 		return err
 	}
 	o.insertKeyLocked(it.Key, seq)
-	o.fresh[seq] = obFresh{key: it.Key, enq: enq, ticket: ticket}
+	o.fresh[seq] = obFresh{key: it.Key, stream: it.Stream, enq: enq, ticket: ticket}
 	o.mu.Unlock()
 
 	if err := o.j.Wait(ticket); err != nil {
 		// The item may not be on disk. It stays fresh, so a retry waits on
-		// the same failed ticket instead of reading it back.
-		return o.wrapErr(err)
+		// the same failed ticket instead of reading it back, unless a full
+		// disk undid its write: then it is forgotten.
+		return o.diskFull(err)
 	}
 	o.mu.Lock()
 	delete(o.fresh, seq)
@@ -971,9 +986,11 @@ func (o *Outbox) Requeue(key string) error {
 	o.scratch = r.appendTo(o.scratch[:0])
 	p, ticket, err := o.j.Append(obRequeue, o.scratch)
 	if err != nil {
+		o.diskFullLocked(err)
 		o.mu.Unlock()
 		return o.wrapErr(err)
 	}
+	o.other = ticket
 	o.nextSeq++
 	o.forgetDeadLocked(seq, d, key)
 	if err := o.addPendingLocked(r.seq, p, r.stream); err != nil {
@@ -981,7 +998,7 @@ func (o *Outbox) Requeue(key string) error {
 		return err
 	}
 	o.insertKeyLocked(key, r.seq)
-	o.fresh[r.seq] = obFresh{key: key, enq: r.enq, ticket: ticket}
+	o.fresh[r.seq] = obFresh{key: key, stream: r.stream, enq: r.enq, ticket: ticket}
 	o.mu.Unlock()
 
 	err = o.j.Wait(ticket)
@@ -1010,4 +1027,42 @@ func (o *Outbox) Close() error {
 	o.compactMu.Lock()
 	defer o.compactMu.Unlock()
 	return o.j.Close()
+}
+
+// diskFull returns err as the outbox reports it, first forgetting the
+// items a full disk undid if err says so. The caller does not hold mu.
+func (o *Outbox) diskFull(err error) error {
+	if errors.Is(err, journal.ErrNoSpace) {
+		o.mu.Lock()
+		o.diskFullLocked(err)
+		o.mu.Unlock()
+	}
+	return o.wrapErr(err)
+}
+
+// diskFullLocked, if err says a full disk undid a write, forgets the new
+// items whose records the journal undid and lets it append again. If
+// anything else was undone with them (a delivery, dead-letter, requeue
+// or copy record, which the outbox's state already counts as written),
+// it does not: the journal then refuses every write until the outbox is
+// reopened, which reads the truth back from disk. The caller holds mu.
+func (o *Outbox) diskFullLocked(err error) {
+	if !errors.Is(err, journal.ErrNoSpace) {
+		return
+	}
+	lo, hi, stopped := o.j.NoSpace()
+	if !stopped || o.other >= lo {
+		return
+	}
+	for seq, f := range o.fresh {
+		if f.ticket < lo || f.ticket > hi {
+			continue
+		}
+		if o.isPending(seq) {
+			o.removePendingLocked(seq, f.stream)
+		}
+		o.removeKeyLocked(f.key, seq)
+		delete(o.fresh, seq)
+	}
+	o.j.Resume()
 }

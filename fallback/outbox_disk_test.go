@@ -94,15 +94,24 @@ func TestOutboxOnAFullDisk(t *testing.T) {
 		enqueueAll(t, o, Item{Key: k, Payload: make([]byte, 100)})
 	}
 	faults.FailWrite(syscall.ENOSPC)
-	require.ErrorIs(t, o.Enqueue(ctx, item("s", "full")), syscall.ENOSPC, "Enqueue on a full disk")
+	for range 3 {
+		err := o.Enqueue(ctx, item("s", "full"))
+		require.ErrorIs(t, err, ErrDiskFull, "Enqueue on a full disk")
+		require.ErrorIs(t, err, syscall.ENOSPC, "Enqueue on a full disk")
+	}
+	assert.Equal(t, len(keys), o.Pending(), "Pending after refused items")
 	faults.FailWrite(nil)
-	require.ErrorIs(t, o.Enqueue(ctx, item("s", "later")), syscall.ENOSPC, "Enqueue once space is back, before a reopen")
-	o.Close()
+	// Space is back: the same outbox stores again, the refused item too.
+	require.NoError(t, o.Enqueue(ctx, item("s", "later")), "Enqueue once space is back, before a reopen")
+	require.NoError(t, o.Enqueue(ctx, item("s", "full")), "retried Enqueue of the refused item")
+	require.NoError(t, o.Enqueue(ctx, item("s", "later")), "idempotent Enqueue after the recovery")
+	require.NoError(t, o.Close(), "Close after recovering")
+	keys = append(keys, "full")
 
 	t.Run("reopening once space is back keeps every acknowledged item", func(t *testing.T) {
 		o := openOutbox(t, copyDir(t, dir), opts)
 		enqueueAll(t, o, item("s", "later"))
-		assert.Equal(t, append(keys, "later"), drain(t, o), "delivered")
+		assert.Equal(t, append(keys[:len(keys)-1:len(keys)-1], "later", "full"), drain(t, o), "delivered")
 	})
 	t.Run("opening on a full disk frees delivered segments", func(t *testing.T) {
 		d := copyDir(t, dir)
@@ -111,7 +120,7 @@ func TestOutboxOnAFullDisk(t *testing.T) {
 		rctx, cancel := context.WithCancel(ctx)
 		n := 0
 		_ = o.Replay(rctx, func(context.Context, Item) error {
-			if n++; n == len(keys) {
+			if n++; n == len(keys)+1 { // and "later"
 				cancel()
 			}
 			return nil
@@ -222,4 +231,41 @@ func TestOutboxOpensABigBacklogUnderALowDescriptorLimit(t *testing.T) {
 	cmd.Env = append(os.Environ(), "RINGFENCE_OUTBOX_NOFILE_DIR="+dir, "RINGFENCE_OUTBOX_NOFILE_ITEMS="+strconv.Itoa(items))
 	out, err := cmd.CombinedOutput()
 	require.NoError(t, err, "child with RLIMIT_NOFILE 64 and %d segments:\n%s", segs, out)
+}
+
+func TestOutboxStaysStoppedAfterAWriteErrorOtherThanAFullDisk(t *testing.T) {
+	ctx := context.Background()
+	faults := new(journal.FaultFS)
+	dir := t.TempDir()
+	opts := fast
+	opts.fs = faults
+	o := openOutbox(t, dir, opts)
+	enqueueAll(t, o, item("s", "durable"))
+	faults.FailWrite(syscall.EIO)
+	err := o.Enqueue(ctx, item("s", "lost"))
+	require.ErrorIs(t, err, syscall.EIO, "Enqueue while writes fail")
+	assert.NotErrorIs(t, err, ErrDiskFull, "Enqueue while writes fail")
+	faults.FailWrite(nil)
+	require.ErrorIs(t, o.Enqueue(ctx, item("s", "new")), syscall.EIO, "Enqueue after the failed write")
+	require.Error(t, o.Close(), "Close after a failed write")
+	o = openOutbox(t, dir, fast)
+	assert.Equal(t, []string{"durable"}, drain(t, o), "items after reopening")
+}
+
+func TestOutboxStaysStoppedWhenAFullDiskUndoesADelivery(t *testing.T) {
+	ctx := context.Background()
+	faults := new(journal.FaultFS)
+	dir := t.TempDir()
+	opts := fast
+	opts.fs = faults
+	o := openOutbox(t, dir, opts)
+	enqueueAll(t, o, item("s", "a"), item("s", "b"))
+	faults.FailWrite(syscall.ENOSPC)
+	if err := o.Replay(ctx, func(context.Context, Item) error { return nil }); err != nil {
+		require.ErrorIs(t, err, ErrDiskFull, "Replay on a full disk")
+	}
+	require.ErrorIs(t, o.Close(), syscall.ENOSPC, "Close after the delivery records were undone")
+	faults.FailWrite(nil)
+	o = openOutbox(t, dir, fast)
+	assert.Equal(t, []string{"a", "b"}, drain(t, o), "items after reopening: delivered again, at least once")
 }

@@ -124,7 +124,7 @@ func (rp *obReplay) run(ctx context.Context) error {
 			return nil
 		case pending > rp.nheld:
 			// Items are pending but not yet durable: wait for the writer.
-			if err := o.wrapErr(o.j.Flush()); err != nil {
+			if err := o.diskFull(o.j.Flush()); err != nil {
 				return err
 			}
 		default:
@@ -359,9 +359,11 @@ func (o *Outbox) finish(typ byte, r obRecord, reason string) error {
 	o.scratch = rec.appendTo(o.scratch[:0])
 	_, ticket, err := o.j.Append(typ, o.scratch)
 	if err != nil {
+		o.diskFullLocked(err)
 		o.mu.Unlock()
 		return o.wrapErr(err)
 	}
+	o.other = ticket
 	pos := o.removePendingLocked(r.seq, r.stream)
 	if typ == obDone {
 		o.removeKeyLocked(r.key, r.seq)
@@ -426,7 +428,7 @@ func (o *Outbox) compact() error {
 		err = o.j.RemoveBelow(floor)
 	}
 	if err != nil {
-		return o.wrapErr(err)
+		return o.diskFull(err)
 	}
 	o.mu.Lock()
 	for id := range o.segs {
@@ -455,12 +457,14 @@ func (o *Outbox) copyDeadLocked(id uint32) ([]uint64, error) {
 		o.scratch = r.appendTo(o.scratch[:0])
 		p, ticket, err := o.j.Append(obDeadCopy, o.scratch)
 		if err != nil {
+			o.diskFullLocked(err)
 			return copied, o.wrapErr(err)
 		}
+		o.other = ticket
 		o.segCount(id).dead--
 		o.dead[seq] = obDeadEntry{pos: p, reason: d.reason}
 		o.segCount(p.Segment()).dead++
-		o.fresh[seq] = obFresh{key: r.key, enq: r.enq, ticket: ticket}
+		o.fresh[seq] = obFresh{key: r.key, stream: r.stream, enq: r.enq, ticket: ticket}
 		copied = append(copied, seq)
 	}
 	return copied, nil

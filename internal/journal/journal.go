@@ -87,6 +87,7 @@ package journal
 
 import (
 	"bufio"
+	"cmp"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -111,6 +112,11 @@ var ErrClosed = errors.New("journal: closed")
 // ErrLocked is returned by Open when another Journal, in this process or
 // another, has the directory open.
 var ErrLocked = errors.New("journal: directory is in use")
+
+// ErrNoSpace is wrapped, together with the file system's error, by the
+// errors that report a batch refused for want of space (ENOSPC or EDQUOT)
+// and then undone: see [Journal.NoSpace].
+var ErrNoSpace = errors.New("journal: no space left on device")
 
 // ErrFormat is returned by Open for segment files in a format this
 // version does not read.
@@ -180,6 +186,12 @@ type Options struct {
 	FS FS
 }
 
+// ticketRange is the batches lo..hi, both included.
+type ticketRange struct {
+	lo, hi uint64
+	err    error
+}
+
 // DefaultSegmentSize is the segment size used when Options.SegmentSize is 0.
 const DefaultSegmentSize = 32 << 20
 
@@ -209,8 +221,14 @@ type Journal struct {
 	synced    uint64 // highest batch that is durable
 	durable   Pos    // every record before it is durable
 	err       error  // sticky write or sync failure
-	closing   bool
-	floorReq  uint32 // floor RemoveBelow asked for, taken with the next batch
+	// While noSpace is set, a batch failed for want of space and was
+	// undone: Append refuses with it until Resume. Batches noLo..noHi
+	// failed.
+	noSpace    error
+	noLo, noHi uint64
+	failed     []ticketRange // every undone range of batches, oldest first
+	closing    bool
+	floorReq   uint32 // floor RemoveBelow asked for, taken with the next batch
 
 	kick chan struct{} // wakes the writer; capacity 1
 	done chan struct{} // closed when the writer exits
@@ -221,9 +239,12 @@ type Journal struct {
 	sizes   map[uint32]int64 // size of every segment on disk
 	floor   uint32           // oldest segment kept
 
-	wsize int64   // writer-owned: size of wfile
-	spare []chunk // writer-owned: recycled chunk list
-	reads readCache
+	wsize int64 // writer-owned: size of wfile
+	// undoSize is writer-owned: the size of wfile before the batch being
+	// written, where a batch refused for want of space is cut back to.
+	undoSize int64
+	spare    []chunk // writer-owned: recycled chunk list
+	reads    readCache
 }
 
 type chunk struct {
@@ -342,7 +363,7 @@ func (j *Journal) decodeHeader(id uint32, h []byte) (uint32, error) {
 func (j *Journal) create(id, floor uint32) (File, error) {
 	f, err := j.fs.OpenFile(j.path(id), os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
-		return nil, fmt.Errorf("journal: %w", err)
+		return nil, fmt.Errorf("journal: %w: %w", errCreate, err)
 	}
 	if _, err := f.WriteAt(encodeHeader(id, floor), 0); err != nil {
 		f.Close()
@@ -407,6 +428,9 @@ func (j *Journal) Append(typ byte, body []byte) (Pos, uint64, error) {
 	if j.err != nil {
 		return 0, 0, j.err
 	}
+	if j.noSpace != nil {
+		return 0, 0, j.noSpace
+	}
 	if j.curSize+n > j.segSize && j.curSize > int64(SegmentHeaderSize) {
 		j.cur++
 		j.curSize = int64(SegmentHeaderSize)
@@ -438,13 +462,55 @@ func (j *Journal) kickWriter() {
 func (j *Journal) Wait(ticket uint64) error {
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	for j.synced < ticket && j.err == nil {
+	for {
+		if len(j.failed) > 0 {
+			if err := j.failedErr(ticket); err != nil {
+				return err
+			}
+		}
+		if j.synced >= ticket {
+			return nil
+		}
+		if j.err != nil {
+			return j.err
+		}
 		j.cond.Wait()
 	}
-	if j.synced >= ticket {
-		return nil
+}
+
+// failedErr returns the error of an undone batch, or nil if ticket was
+// not undone. The caller holds mu.
+func (j *Journal) failedErr(ticket uint64) error {
+	i, _ := slices.BinarySearchFunc(j.failed, ticket, func(r ticketRange, t uint64) int {
+		return cmp.Compare(r.hi, t)
+	})
+	if i < len(j.failed) && j.failed[i].lo <= ticket {
+		return j.failed[i].err
 	}
-	return j.err
+	return nil
+}
+
+// NoSpace reports whether the journal is stopped after a batch failed for
+// want of space. A write that fails with ENOSPC or EDQUOT before anything
+// of its batch was synced is undone: the segment is cut back to the end of
+// the last durable record and its size checked, every batch from lo to hi
+// (the failed one and those appended during its write) fails in Wait with
+// an error wrapping [ErrNoSpace], and Append refuses with such an error
+// until [Journal.Resume]. The positions those records were given are given
+// out again after Resume, so the caller must forget them first. If the
+// segment cannot be cut back, or the failure came later, it is sticky like
+// any other write failure.
+func (j *Journal) NoSpace() (lo, hi uint64, stopped bool) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return j.noLo, j.noHi, j.noSpace != nil
+}
+
+// Resume lets Append try again after [Journal.NoSpace] reported a stop.
+func (j *Journal) Resume() {
+	j.mu.Lock()
+	j.noSpace = nil
+	j.mu.Unlock()
 }
 
 // Err returns the write or sync failure that stopped the journal, or nil.
@@ -462,6 +528,12 @@ func (j *Journal) Flush() error {
 	ticket := j.filling
 	if len(j.buf) == 0 {
 		ticket--
+		if j.noSpace == nil && j.err == nil && ticket <= j.synced {
+			// Nothing is waiting to be written; an undone batch is not
+			// this caller's.
+			j.mu.Unlock()
+			return nil
+		}
 	}
 	j.mu.Unlock()
 	return j.Wait(ticket)
@@ -556,8 +628,14 @@ func (j *Journal) writer() {
 			err := j.write(batch, floor)
 			lastSync = time.Since(start)
 
-			j.mu.Lock()
+			undone := false
 			if err != nil {
+				err, undone = j.undo(err)
+			}
+			j.mu.Lock()
+			if undone {
+				j.undoneLocked(ticket, err)
+			} else if err != nil {
 				if j.err == nil {
 					j.err = err
 				}
@@ -572,7 +650,7 @@ func (j *Journal) writer() {
 				batch[i].data = batch[i].data[:0]
 			}
 			j.spare = batch
-			if err != nil {
+			if err != nil && !undone {
 				// The state of the files is unknown after a failed write or
 				// sync (after an EIO the kernel may have dropped the pages);
 				// refuse everything until the log is reopened.
@@ -601,16 +679,26 @@ func (j *Journal) drainOnError() {
 // write writes and syncs a batch, moving on to new segments as its chunks
 // ask, and then records floor, if nonzero, in the current header.
 func (j *Journal) write(batch []chunk, floor uint32) error {
-	dirty := false
+	dirty, rolled := false, false
+	j.undoSize = j.wsize
 	for _, c := range batch {
 		for c.seg != j.wseg {
 			if err := j.roll(); err != nil {
+				if !rolled && errors.Is(err, errCreate) {
+					// Nothing was synced: the next segment could not be made.
+					return &spaceError{err}
+				}
 				return err
 			}
-			dirty = false
+			dirty, rolled = false, true
 		}
 		if _, err := j.wfile.WriteAt(c.data, j.wsize); err != nil {
-			return fmt.Errorf("journal: write %s: %w", j.wfile.Name(), err)
+			err = fmt.Errorf("journal: write %s: %w", j.wfile.Name(), err)
+			if !rolled {
+				// Nothing of this batch has been synced yet.
+				return &spaceError{err}
+			}
+			return err
 		}
 		j.wsize += int64(len(c.data))
 		j.setSize(j.wseg, j.wsize)
@@ -847,7 +935,9 @@ func (j *Journal) RemoveBelow(floor uint32) error {
 }
 
 // Close writes and syncs what was appended, stops the writer goroutine and
-// closes the files. It returns the first write or sync error seen, if any.
+// closes the files. It returns the first write or sync error seen, if any,
+// or the error of a batch a full disk undid if the journal is still
+// stopped for it.
 // Close is idempotent.
 func (j *Journal) Close() error {
 	j.mu.Lock()
@@ -870,6 +960,10 @@ func (j *Journal) Close() error {
 	j.dirf.Close()
 	j.mu.Lock()
 	defer j.mu.Unlock()
+	if j.err == nil && j.noSpace != nil {
+		// Records a full disk undid, and nobody resumed after, are lost.
+		return j.noSpace
+	}
 	return j.err
 }
 

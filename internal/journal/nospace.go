@@ -1,0 +1,72 @@
+package journal
+
+import (
+	"errors"
+	"fmt"
+	"syscall"
+)
+
+// errCreate marks the failure to create a segment file, before anything
+// was written to it.
+var errCreate = errors.New("cannot create segment")
+
+// spaceError is a write failure that happened before anything of its
+// batch was synced, so the batch can be undone if it failed for want of
+// space.
+type spaceError struct{ err error }
+
+func (e *spaceError) Error() string { return e.err.Error() }
+func (e *spaceError) Unwrap() error { return e.err }
+
+// isNoSpace reports whether err says the disk or the quota is full.
+func isNoSpace(err error) bool {
+	return errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT)
+}
+
+// undo undoes a batch whose write failed for want of space before any of
+// it was synced: it cuts the current segment back to where the batch
+// began and checks its size. It returns the error to report and whether
+// the batch was undone; any other failure, or a failed cut, is returned
+// as it is, to stop the journal. Only the writer calls it.
+func (j *Journal) undo(err error) (error, bool) {
+	var se *spaceError
+	if !errors.As(err, &se) || !isNoSpace(err) {
+		return err, false
+	}
+	err = se.err
+	if terr := j.wfile.Truncate(j.undoSize); terr != nil {
+		return errors.Join(err, fmt.Errorf("journal: cut %s back: %w", j.wfile.Name(), terr)), false
+	}
+	st, serr := j.wfile.Stat()
+	if serr != nil {
+		return errors.Join(err, fmt.Errorf("journal: cut %s back: %w", j.wfile.Name(), serr)), false
+	}
+	if st.Size() != j.undoSize {
+		return errors.Join(err, fmt.Errorf("journal: cut %s back to %d bytes, it has %d", j.wfile.Name(), j.undoSize, st.Size())), false
+	}
+	j.wsize = j.undoSize
+	j.setSize(j.wseg, j.wsize)
+	return fmt.Errorf("%w: %w", ErrNoSpace, err), true
+}
+
+// undoneLocked fails batch ticket and the one being filled after it was
+// undone, gives their positions back and stops Append until Resume. The
+// caller holds mu.
+func (j *Journal) undoneLocked(ticket uint64, err error) {
+	hi := j.filling
+	if len(j.buf) == 0 && j.floorReq == 0 {
+		hi = ticket
+	} else {
+		// The records appended meanwhile follow the undone ones.
+		j.buf, j.nrec, j.floorReq = j.buf[:0], 0, 0
+		j.filling++
+	}
+	if n := len(j.failed); n > 0 && j.failed[n-1].hi+1 == ticket {
+		j.failed[n-1].hi = hi
+	} else {
+		j.failed = append(j.failed, ticketRange{ticket, hi, err})
+	}
+	j.synced = hi
+	j.cur, j.curSize = j.wseg, j.wsize
+	j.noSpace, j.noLo, j.noHi = err, ticket, hi
+}
