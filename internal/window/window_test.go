@@ -84,6 +84,7 @@ func TestTimerStopsWhenIdleAndRestarts(t *testing.T) {
 		w.Add(0, 2)
 		assert.Equal(t, uint32(1), w.ticking.Load(), "ticking after a new Add")
 		time.Sleep(time.Second)
+		synctest.Wait() // the fold due now runs on the timer's goroutine
 		assert.Equal(t, uint64(2), w.Sum(0), "Sum(0) one bucket after the new Add")
 	})
 }
@@ -103,6 +104,9 @@ func TestReset(t *testing.T) {
 		w := New(4*time.Second, 4, 2)
 		w.Add(0, 1)
 		time.Sleep(time.Second)
+		// The fold is due at this very instant, on the timer's goroutine:
+		// let it finish, so that Reset does not race it.
+		synctest.Wait()
 		w.Add(1, 2)
 		w.Reset()
 		assert.Equal(t, uint64(0), w.Sum(0), "Sum(0) after Reset")
