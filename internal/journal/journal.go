@@ -142,6 +142,8 @@ const (
 	// sector is the unit a crash can leave unwritten in the middle of a
 	// write.
 	sector = 512
+	// keepChunk is the largest batch buffer kept for reuse.
+	keepChunk = 1 << 20
 	// scanBuffer is the read buffer Open uses for every segment in turn.
 	scanBuffer = 1 << 20
 )
@@ -388,12 +390,15 @@ func (j *Journal) syncDir() error {
 }
 
 func encodeRecord(b []byte, typ byte, body []byte) []byte {
-	var hdr [RecordHeaderSize]byte
-	binary.BigEndian.PutUint32(hdr[:], uint32(len(body)))
+	// The header is built in b itself: a local array would escape to the
+	// heap through the checksum's call.
+	b = slices.Grow(b, RecordHeaderSize+len(body))
+	hdr := b[len(b) : len(b)+RecordHeaderSize]
+	binary.BigEndian.PutUint32(hdr, uint32(len(body)))
 	binary.BigEndian.PutUint32(hdr[4:], crc32.Checksum(hdr[:4], castagnoli))
 	binary.BigEndian.PutUint32(hdr[8:], checksum(typ, body))
 	hdr[12] = typ
-	b = append(b, hdr[:]...)
+	b = b[:len(b)+RecordHeaderSize]
 	return append(b, body...)
 }
 
@@ -438,7 +443,7 @@ func (j *Journal) Append(typ byte, body []byte) (Pos, uint64, error) {
 	pos := MakePos(j.cur, uint32(j.curSize))
 	j.curSize += n
 	if len(j.buf) == 0 || j.buf[len(j.buf)-1].seg != j.cur {
-		j.buf = append(j.buf, chunk{seg: j.cur})
+		j.newChunk()
 	}
 	c := &j.buf[len(j.buf)-1]
 	c.data = encodeRecord(c.data, typ, body)
@@ -448,6 +453,20 @@ func (j *Journal) Append(typ byte, body []byte) (Pos, uint64, error) {
 	}
 	j.kickWriter()
 	return pos, j.filling, nil
+}
+
+// newChunk starts a chunk for segment j.cur at the end of buf, reusing
+// the bytes of a recycled one where buf has room, so that a steady stream
+// of batches allocates nothing. The caller holds mu.
+func (j *Journal) newChunk() {
+	n := len(j.buf)
+	if n == cap(j.buf) {
+		j.buf = append(j.buf, chunk{seg: j.cur})
+		return
+	}
+	j.buf = j.buf[:n+1]
+	c := &j.buf[n]
+	c.seg, c.data = j.cur, c.data[:0]
 }
 
 func (j *Journal) kickWriter() {
@@ -580,11 +599,14 @@ func (j *Journal) Size() int64 {
 // exits, after writing what was appended, once Close sets closing.
 //
 // After a batch of n records, during whose write m more arrived, the next
-// batch is written once it holds m+n records or once half the last
-// write-and-sync time has passed, whichever comes first: producers
-// released by a sync need a moment to append again, and without the wait
-// the writer would sync the first of them alone and make the rest wait a
-// whole extra sync. A lone producer (m+n = 1) never waits.
+// batch is written once it holds m+n records or once the last
+// write-and-sync time has passed (at most maxLinger), whichever comes
+// first: producers released by a sync need a moment to append again, and
+// without the wait the writer would sync the first of them alone and make
+// the rest wait a whole extra sync. Waiting as long as a sync costs a
+// batch whose producers did not all come back at most one sync, and the
+// next batch expects only those who did. A lone producer (m+n = 1) never
+// waits.
 func (j *Journal) writer() {
 	defer close(j.done)
 	linger := time.NewTimer(time.Hour)
@@ -602,7 +624,7 @@ func (j *Journal) writer() {
 				}
 				break
 			}
-			if wait := lastSync / 2; wait > 0 && j.nrec < j.want && !j.closing && j.floorReq == 0 {
+			if wait := lastSync; wait > 0 && j.nrec < j.want && !j.closing && j.floorReq == 0 {
 				j.lingering = true
 				select {
 				case <-j.kick:
@@ -647,7 +669,11 @@ func (j *Journal) writer() {
 			j.cond.Broadcast()
 			j.mu.Unlock()
 			for i := range batch {
-				batch[i].data = batch[i].data[:0]
+				if cap(batch[i].data) > keepChunk {
+					batch[i].data = nil // do not pin a rare huge batch
+				} else {
+					batch[i].data = batch[i].data[:0]
+				}
 			}
 			j.spare = batch
 			if err != nil && !undone {
