@@ -1,10 +1,13 @@
 package journal
 
 import (
+	"errors"
 	"io"
 	"io/fs"
 	"os"
+	"path/filepath"
 	"sync"
+	"syscall"
 )
 
 // FS is the file layer a Journal reads and writes through. The zero
@@ -52,13 +55,55 @@ func (osFS) Remove(name string) error { return os.Remove(name) }
 // every WriteAt that would grow a file writes what fits below the current
 // end (nothing, when appending) and returns the error, as a full disk
 // does, and creating a file fails with it; writes inside a file's current
-// size still work, as they need no new space. Passing nil heals it. A FaultFS is safe for
-// concurrent use; its zero value passes everything through.
+// size still work, as they need no new space. Passing nil heals it.
+// LimitSpace models a small disk instead: writes fail with ENOSPC only
+// when the files of the directory would outgrow it, so deleting files
+// makes room again. A FaultFS is safe for concurrent use; its zero value
+// passes everything through.
 type FaultFS struct {
 	mu       sync.Mutex // guards the fields below
 	syncErr  error
 	writeErr error
+	limit    int64 // 0: no limit
 	hold     <-chan struct{}
+}
+
+// LimitSpace makes the directory of every file this FaultFS opens hold at
+// most n bytes of regular files, as a disk of that size would: a write
+// that would grow a file past the room left writes what fits and fails
+// with ENOSPC, and creating a file fails with ENOSPC when no room is left.
+// Removing files gives their room back. Zero lifts the limit.
+func (f *FaultFS) LimitSpace(n int64) {
+	f.mu.Lock()
+	f.limit = n
+	f.mu.Unlock()
+}
+
+// room returns the bytes left in dir under the space limit, and false if
+// there is no limit.
+func (f *FaultFS) room(dir string) (int64, bool, error) {
+	f.mu.Lock()
+	limit := f.limit
+	f.mu.Unlock()
+	if limit == 0 {
+		return 0, false, nil
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return 0, true, err
+	}
+	used := int64(0)
+	for _, e := range entries {
+		if !e.Type().IsRegular() {
+			continue
+		}
+		info, err := e.Info()
+		if err != nil {
+			continue // removed meanwhile
+		}
+		used += info.Size()
+	}
+	return max(limit-used, 0), true, nil
 }
 
 // HoldReads makes every later ReadAt wait until release is closed; nil
@@ -92,8 +137,17 @@ func (f *FaultFS) errs() (sync, write error) {
 
 // OpenFile opens a file whose writes and syncs obey the injected faults.
 func (f *FaultFS) OpenFile(name string, flag int, perm fs.FileMode) (File, error) {
-	if _, werr := f.errs(); werr != nil && flag&os.O_CREATE != 0 {
-		return nil, &fs.PathError{Op: "open", Path: name, Err: werr}
+	if flag&os.O_CREATE != 0 {
+		if _, werr := f.errs(); werr != nil {
+			return nil, &fs.PathError{Op: "open", Path: name, Err: werr}
+		}
+		if room, limited, err := f.room(filepath.Dir(name)); err != nil {
+			return nil, err
+		} else if limited && room == 0 {
+			if _, err := os.Lstat(name); errors.Is(err, fs.ErrNotExist) {
+				return nil, &fs.PathError{Op: "open", Path: name, Err: syscall.ENOSPC}
+			}
+		}
 	}
 	file, err := osFS{}.OpenFile(name, flag, perm)
 	if err != nil {
@@ -111,18 +165,32 @@ type faultFile struct {
 }
 
 func (f *faultFile) WriteAt(b []byte, off int64) (int, error) {
-	if _, err := f.fs.errs(); err != nil {
-		st, serr := f.File.Stat()
-		if serr != nil {
-			return 0, serr
+	_, err := f.fs.errs()
+	room, limited, rerr := f.fs.room(filepath.Dir(f.Name()))
+	if rerr != nil {
+		return 0, rerr
+	}
+	if err == nil && !limited {
+		return f.File.WriteAt(b, off)
+	}
+	st, serr := f.File.Stat()
+	if serr != nil {
+		return 0, serr
+	}
+	// fits is how much of b lands below the end the fault allows.
+	end := st.Size()
+	if err == nil {
+		end += room
+	}
+	if fits := end - off; fits < int64(len(b)) {
+		n := 0
+		if fits > 0 {
+			n, _ = f.File.WriteAt(b[:fits], off)
 		}
-		if room := st.Size() - off; room < int64(len(b)) {
-			n := 0
-			if room > 0 {
-				n, _ = f.File.WriteAt(b[:room], off)
-			}
-			return n, &fs.PathError{Op: "write", Path: f.Name(), Err: err}
+		if err == nil {
+			err = syscall.ENOSPC
 		}
+		return n, &fs.PathError{Op: "write", Path: f.Name(), Err: err}
 	}
 	return f.File.WriteAt(b, off)
 }

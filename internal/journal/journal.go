@@ -231,6 +231,12 @@ type Journal struct {
 	failed     []ticketRange // every undone range of batches, oldest first
 	closing    bool
 	floorReq   uint32 // floor RemoveBelow asked for, taken with the next batch
+	// floorDone is the floor durable in the current header; floorTries
+	// counts the writer's attempts to move it and floorErr is the last
+	// attempt's failure, if it failed for want of space.
+	floorDone  uint32
+	floorTries uint64
+	floorErr   error
 
 	kick chan struct{} // wakes the writer; capacity 1
 	done chan struct{} // closed when the writer exits
@@ -298,6 +304,7 @@ func Open(dir string, opts Options, fn func(p Pos, typ byte, body []byte) error)
 	}
 	j.cur, j.curSize = j.wseg, j.wsize
 	j.durable = MakePos(j.cur, uint32(j.curSize))
+	j.floorDone = j.floor
 	go j.writer()
 	return j, nil
 }
@@ -362,14 +369,15 @@ func (j *Journal) decodeHeader(id uint32, h []byte) (uint32, error) {
 }
 
 // create makes segment id with its header and syncs it and the directory.
+// A failure to create the file or write its header leaves no file behind
+// and wraps errNotRolled.
 func (j *Journal) create(id, floor uint32) (File, error) {
 	f, err := j.fs.OpenFile(j.path(id), os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
-		return nil, fmt.Errorf("journal: %w: %w", errCreate, err)
+		return nil, fmt.Errorf("journal: %w: %w", errNotRolled, err)
 	}
 	if _, err := f.WriteAt(encodeHeader(id, floor), 0); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("journal: write %s: %w", f.Name(), err)
+		return nil, j.unmake(f, fmt.Errorf("journal: write %s: %w", f.Name(), err))
 	}
 	if err := f.Sync(); err != nil {
 		f.Close()
@@ -565,6 +573,17 @@ func (j *Journal) Durable() Pos {
 	return j.durable
 }
 
+// Synced returns the highest ticket up to which every batch is settled,
+// and whether the journal is stopped for want of space. Every batch up to
+// it is durable except those a full disk undid: while stopped is true,
+// [Journal.NoSpace] names the latest of them, and earlier ones were
+// reported when they failed.
+func (j *Journal) Synced() (ticket uint64, stopped bool) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return j.synced, j.noSpace != nil
+}
+
 // Current returns the number of the segment records are appended to.
 func (j *Journal) Current() uint32 {
 	j.mu.Lock()
@@ -647,14 +666,32 @@ func (j *Journal) writer() {
 			j.mu.Unlock()
 
 			start := time.Now()
-			err := j.write(batch, floor)
+			err := j.write(batch)
 			lastSync = time.Since(start)
 
 			undone := false
 			if err != nil {
 				err, undone = j.undo(err)
 			}
+			// The floor moves even when a full disk undid the records: it
+			// is what frees space.
+			var ferr error
+			if floor > 0 && (err == nil || undone) {
+				ferr = j.writeFloor(floor)
+			}
 			j.mu.Lock()
+			if floor > 0 {
+				j.floorTries++
+				j.floorErr = nil
+				switch {
+				case ferr == nil:
+					j.floorDone = max(j.floorDone, floor)
+				case errors.Is(ferr, ErrNoSpace):
+					j.floorErr = ferr
+				case err == nil || undone:
+					err, undone = ferr, false
+				}
+			}
 			if undone {
 				j.undoneLocked(ticket, err)
 			} else if err != nil {
@@ -703,24 +740,34 @@ func (j *Journal) drainOnError() {
 }
 
 // write writes and syncs a batch, moving on to new segments as its chunks
-// ask, and then records floor, if nonzero, in the current header.
-func (j *Journal) write(batch []chunk, floor uint32) error {
-	dirty, rolled := false, false
+// ask.
+func (j *Journal) write(batch []chunk) error {
+	// dirty: bytes of the batch are in wfile, not yet synced; synced: a
+	// roll synced some of them, so the batch can no longer be undone.
+	dirty, synced := false, false
 	j.undoSize = j.wsize
 	for _, c := range batch {
 		for c.seg != j.wseg {
 			if err := j.roll(); err != nil {
-				if !rolled && errors.Is(err, errCreate) {
-					// Nothing was synced: the next segment could not be made.
+				if !synced && errors.Is(err, errNotRolled) {
+					// Nothing of this batch was synced, and the next
+					// segment is not there.
 					return &spaceError{err}
 				}
 				return err
 			}
-			dirty, rolled = false, true
+			if dirty {
+				synced = true
+			} else {
+				// The new segment holds none of the batch yet: an undo
+				// cuts it back to its header.
+				j.undoSize = SegmentHeaderSize
+			}
+			dirty = false
 		}
 		if _, err := j.wfile.WriteAt(c.data, j.wsize); err != nil {
 			err = fmt.Errorf("journal: write %s: %w", j.wfile.Name(), err)
-			if !rolled {
+			if !synced {
 				// Nothing of this batch has been synced yet.
 				return &spaceError{err}
 			}
@@ -730,23 +777,51 @@ func (j *Journal) write(batch []chunk, floor uint32) error {
 		j.setSize(j.wseg, j.wsize)
 		dirty = true
 	}
-	if floor > j.floor {
-		if _, err := j.wfile.WriteAt(encodeHeader(j.wseg, floor), 0); err != nil {
-			return fmt.Errorf("journal: write %s: %w", j.wfile.Name(), err)
-		}
-		dirty = true
-	}
 	if dirty {
 		if err := j.wfile.Sync(); err != nil {
 			return fmt.Errorf("journal: sync %s: %w", j.wfile.Name(), err)
 		}
 	}
-	if floor > j.floor {
-		j.filesMu.Lock()
-		j.floor = floor
-		j.filesMu.Unlock()
-	}
 	return nil
+}
+
+// writeFloor records floor, if above the current one, in the current
+// segment's header and syncs it. Rewriting those 16 bytes needs no new
+// space on a file system that overwrites in place; where it does (copy on
+// write) and is refused, the header is read back, and if it is unchanged
+// the error wraps [ErrNoSpace] and the journal goes on. Any other failure
+// is returned as it is, to stop the journal. Only the writer calls it.
+func (j *Journal) writeFloor(floor uint32) error {
+	if floor <= j.floor {
+		return nil
+	}
+	if floor > j.wseg {
+		// A full disk undid the records that would have created the
+		// segment the floor was asked for.
+		return fmt.Errorf("%w: segment %d was not created", ErrNoSpace, floor)
+	}
+	old, hdr := encodeHeader(j.wseg, j.floor), encodeHeader(j.wseg, floor)
+	if _, err := j.wfile.WriteAt(hdr, 0); err != nil {
+		err = fmt.Errorf("journal: write %s: %w", j.wfile.Name(), err)
+		if isNoSpace(err) && headerIs(j.wfile, old) {
+			return fmt.Errorf("%w: %w", ErrNoSpace, err)
+		}
+		return err
+	}
+	if err := j.wfile.Sync(); err != nil {
+		return fmt.Errorf("journal: sync %s: %w", j.wfile.Name(), err)
+	}
+	j.filesMu.Lock()
+	j.floor = floor
+	j.filesMu.Unlock()
+	return nil
+}
+
+// headerIs reports whether f begins with hdr.
+func headerIs(f File, hdr []byte) bool {
+	got := make([]byte, len(hdr))
+	_, err := f.ReadAt(got, 0)
+	return err == nil && string(got) == string(hdr)
 }
 
 func (j *Journal) setSize(id uint32, size int64) {
@@ -766,8 +841,9 @@ func (j *Journal) roll() error {
 	old := j.wfile
 	seal := sealRecord(next)
 	if _, err := old.WriteAt(seal, j.wsize); err != nil {
-		f.Close()
-		return fmt.Errorf("journal: write %s: %w", old.Name(), err)
+		// Nothing synced names the new segment yet: take it back, so that
+		// the batch can be undone.
+		return j.unmake(f, fmt.Errorf("journal: write %s: %w", old.Name(), err))
 	}
 	if err := old.Sync(); err != nil {
 		f.Close()
@@ -914,6 +990,13 @@ func (j *Journal) readRecord(f File, w *window, p Pos, size int64) (byte, []byte
 // segment's header, then unlinks the files and syncs the directory once,
 // so that a crash part way leaves only files that Open recognises as
 // leftovers and deletes.
+//
+// It needs no free space and works while the journal is stopped by
+// [Journal.NoSpace], which is how a full disk gets space back. If the
+// file system refuses even the header's rewrite for want of space (as a
+// copy-on-write one may), or a full disk undid the records that were to
+// create segment floor, it returns an error wrapping [ErrNoSpace] and
+// removes nothing.
 func (j *Journal) RemoveBelow(floor uint32) error {
 	j.mu.Lock()
 	switch {
@@ -929,12 +1012,22 @@ func (j *Journal) RemoveBelow(floor uint32) error {
 		return fmt.Errorf("journal: floor %d is above the current segment %d", floor, j.cur)
 	}
 	j.floorReq = max(j.floorReq, floor)
-	ticket := j.filling
+	tries := j.floorTries
 	j.kickWriter()
-	j.mu.Unlock()
-	if err := j.Wait(ticket); err != nil {
-		return err
+	for j.floorDone < floor {
+		switch {
+		case j.err != nil:
+			err := j.err
+			j.mu.Unlock()
+			return err
+		case j.floorTries > tries && j.floorErr != nil:
+			err := j.floorErr
+			j.mu.Unlock()
+			return err
+		}
+		j.cond.Wait()
 	}
+	j.mu.Unlock()
 	j.filesMu.Lock()
 	var gone []uint32
 	for id := range j.sizes {

@@ -6,9 +6,24 @@ import (
 	"syscall"
 )
 
-// errCreate marks the failure to create a segment file, before anything
-// was written to it.
-var errCreate = errors.New("cannot create segment")
+// errNotRolled marks a failure to move on to the next segment that left
+// no new segment file behind and synced nothing of the batch being
+// written.
+var errNotRolled = errors.New("cannot start the next segment")
+
+// unmake closes and deletes a segment file that roll or create could not
+// finish, and returns err marked with errNotRolled. If the file cannot be
+// deleted, err is returned unmarked: the journal must stop, and Open
+// deals with the file (a header cut short, or a segment holding no
+// records after an unsealed one).
+func (j *Journal) unmake(f File, err error) error {
+	name := f.Name()
+	f.Close()
+	if rerr := j.fs.Remove(name); rerr != nil {
+		return errors.Join(err, fmt.Errorf("journal: %w", rerr))
+	}
+	return fmt.Errorf("%w: %w", errNotRolled, err)
+}
 
 // spaceError is a write failure that happened before anything of its
 // batch was synced, so the batch can be undone if it failed for want of

@@ -102,3 +102,112 @@ func TestJournalStopsForGoodWhenNoSpaceFollowsASync(t *testing.T) {
 	require.ErrorIs(t, err, syscall.ENOSPC, "Append after a sync failed for want of space")
 	assert.NotErrorIs(t, err, ErrNoSpace, "Append after a sync failed for want of space")
 }
+
+func TestJournalRemoveBelowFreesSpaceOnAFullDisk(t *testing.T) {
+	faults := new(FaultFS)
+	dir := t.TempDir()
+	opts := Options{SegmentSize: 4096, FS: faults}
+	j, _ := openJournal(t, dir, opts)
+	faults.LimitSpace(6 * 4096)
+	body := make([]byte, 200)
+	var last Pos
+	for i := 0; ; i++ {
+		require.Less(t, i, 1000, "records before the disk filled")
+		p, ticket, err := j.Append(1, body)
+		if err == nil {
+			err = j.Wait(ticket)
+		}
+		if err != nil {
+			require.ErrorIs(t, err, ErrNoSpace, "record %d", i)
+			break
+		}
+		last = p
+	}
+	_, _, stopped := j.NoSpace()
+	require.True(t, stopped, "stopped once the disk is full")
+	cur := j.Current()
+	require.Greater(t, cur, uint32(3), "segments written")
+	// Still stopped, with no Resume: deleting old segments needs no space.
+	require.NoError(t, j.RemoveBelow(cur), "RemoveBelow on a full disk")
+	assert.Equal(t, []uint32{cur}, j.Segments(), "segments left")
+	j.Resume()
+	p, ticket, err := j.Append(1, body)
+	require.NoError(t, err, "Append once the removal made room")
+	require.NoError(t, j.Wait(ticket), "Wait once the removal made room")
+	require.NoError(t, j.Close())
+
+	_, got := openJournal(t, dir, Options{SegmentSize: 4096})
+	require.NotEmpty(t, got, "records after reopening")
+	assert.Equal(t, p, got[len(got)-1].pos, "last record after reopening")
+	assert.Greater(t, p, last, "the record written after the removal follows the last one before")
+}
+
+func TestJournalRemoveBelowIsNotUndoneWithTheRecordsBesideIt(t *testing.T) {
+	// The floor may travel in the same write as records that a full disk
+	// refuses; the removal must still happen, since it is what frees space.
+	for round := range 20 {
+		faults := new(FaultFS)
+		dir := t.TempDir()
+		j, _ := openJournal(t, dir, Options{SegmentSize: 4096, FS: faults})
+		body := make([]byte, 500)
+		for range 30 {
+			_, ticket, err := j.Append(1, body)
+			require.NoError(t, err)
+			require.NoError(t, j.Wait(ticket))
+		}
+		cur := j.Current()
+		faults.FailWrite(syscall.ENOSPC)
+		_, ticket, err := j.Append(1, body)
+		require.NoError(t, err, "round %d: Append before the write", round)
+		require.NoError(t, j.RemoveBelow(cur), "round %d: RemoveBelow beside a refused record", round)
+		require.ErrorIs(t, j.Wait(ticket), ErrNoSpace, "round %d: the refused record", round)
+		assert.Equal(t, []uint32{cur}, j.Segments(), "round %d: segments left", round)
+		require.ErrorIs(t, j.Close(), ErrNoSpace, "round %d: Close with the refused record undone", round)
+		faults.FailWrite(nil)
+		j, _ = openJournal(t, dir, Options{SegmentSize: 4096})
+		assert.Equal(t, []uint32{cur}, j.Segments(), "round %d: segments after reopening", round)
+		j.Close()
+	}
+}
+
+func TestJournalUndoesARollThatRunsOutOfSpace(t *testing.T) {
+	// The disk fills at each point of a move to a new segment: creating
+	// it, writing its header, sealing the old one, writing the record.
+	// Each time the batch is undone and the journal goes on once there is
+	// room again.
+	body := fmt.Sprintf("%0300d", 0)
+	const perSegment = (4096 - SegmentHeaderSize) / (RecordHeaderSize + 300) // records that fit one
+	need := int64(SegmentHeaderSize + sealSize + RecordHeaderSize + len(body))
+	// Every byte of the new header and the seal, then a stride through
+	// the record.
+	for extra := int64(0); extra < need; extra += max(1, (extra-SegmentHeaderSize-sealSize)/2) {
+		faults := new(FaultFS)
+		dir := t.TempDir()
+		j, _ := openJournal(t, dir, Options{SegmentSize: 4096, FS: faults})
+		var want []rec
+		add := func(body string) error {
+			p, ticket, err := j.Append(1, []byte(body))
+			if err == nil {
+				err = j.Wait(ticket)
+			}
+			if err == nil {
+				want = append(want, rec{p, 1, body})
+			}
+			return err
+		}
+		for range perSegment {
+			require.NoError(t, add(body))
+		}
+		require.Equal(t, uint32(1), j.Current(), "segment before the roll")
+		faults.LimitSpace(j.Size() + extra)
+		err := add(body)
+		require.ErrorIs(t, err, ErrNoSpace, "%d bytes free: the record that rolls", extra)
+		require.NoError(t, j.Err(), "%d bytes free: Err after the refusal", extra)
+		faults.LimitSpace(0)
+		j.Resume()
+		require.NoError(t, add("after"), "%d bytes free: record once there is room", extra)
+		require.NoError(t, j.Close(), "%d bytes free", extra)
+		_, got := openJournal(t, dir, Options{SegmentSize: 4096})
+		require.Equal(t, want, got, "%d bytes free: records after reopening", extra)
+	}
+}
