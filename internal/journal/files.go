@@ -66,6 +66,16 @@ type FaultFS struct {
 	writeErr error
 	limit    int64 // 0: no limit
 	hold     <-chan struct{}
+	holdSync <-chan struct{}
+}
+
+// HoldSyncs makes every later Sync wait until release is closed; nil stops
+// holding. Tests use it to keep the writer busy while records pile up
+// into one batch.
+func (f *FaultFS) HoldSyncs(release <-chan struct{}) {
+	f.mu.Lock()
+	f.holdSync = release
+	f.mu.Unlock()
 }
 
 // LimitSpace makes the directory of every file this FaultFS opens hold at
@@ -206,6 +216,12 @@ func (f *faultFile) ReadAt(b []byte, off int64) (int, error) {
 }
 
 func (f *faultFile) Sync() error {
+	f.fs.mu.Lock()
+	hold := f.fs.holdSync
+	f.fs.mu.Unlock()
+	if hold != nil {
+		<-hold
+	}
 	if err, _ := f.fs.errs(); err != nil {
 		return &fs.PathError{Op: "sync", Path: f.Name(), Err: err}
 	}

@@ -255,9 +255,14 @@ type Journal struct {
 	reads    readCache
 }
 
+// chunk is the records of one batch bound for one segment. A batch that
+// moves on to a new segment gets a new ticket for the records there, so
+// that a full disk met after the move undoes only those.
 type chunk struct {
-	seg  uint32
-	data []byte
+	seg    uint32
+	ticket uint64
+	end    uint32 // offset in seg after the chunk's last record
+	data   []byte
 }
 
 // Open opens or creates the log in dir (which is created with mode 0700
@@ -447,6 +452,9 @@ func (j *Journal) Append(typ byte, body []byte) (Pos, uint64, error) {
 	if j.curSize+n > j.segSize && j.curSize > int64(SegmentHeaderSize) {
 		j.cur++
 		j.curSize = int64(SegmentHeaderSize)
+		if len(j.buf) > 0 {
+			j.filling++
+		}
 	}
 	pos := MakePos(j.cur, uint32(j.curSize))
 	j.curSize += n
@@ -455,6 +463,7 @@ func (j *Journal) Append(typ byte, body []byte) (Pos, uint64, error) {
 	}
 	c := &j.buf[len(j.buf)-1]
 	c.data = encodeRecord(c.data, typ, body)
+	c.end = uint32(j.curSize)
 	j.nrec++
 	if j.lingering && j.nrec < j.want {
 		return pos, j.filling, nil
@@ -469,12 +478,12 @@ func (j *Journal) Append(typ byte, body []byte) (Pos, uint64, error) {
 func (j *Journal) newChunk() {
 	n := len(j.buf)
 	if n == cap(j.buf) {
-		j.buf = append(j.buf, chunk{seg: j.cur})
+		j.buf = append(j.buf, chunk{seg: j.cur, ticket: j.filling})
 		return
 	}
 	j.buf = j.buf[:n+1]
 	c := &j.buf[n]
-	c.seg, c.data = j.cur, c.data[:0]
+	c.seg, c.ticket, c.data = j.cur, j.filling, c.data[:0]
 }
 
 func (j *Journal) kickWriter() {
@@ -666,7 +675,7 @@ func (j *Journal) writer() {
 			j.mu.Unlock()
 
 			start := time.Now()
-			err := j.write(batch)
+			synced, err := j.write(batch)
 			lastSync = time.Since(start)
 
 			undone := false
@@ -692,8 +701,13 @@ func (j *Journal) writer() {
 					err, undone = ferr, false
 				}
 			}
+			if err != nil && synced > 0 {
+				// A move to a new segment made the chunks before it durable.
+				c := batch[synced-1]
+				j.synced, j.durable = c.ticket, MakePos(c.seg, c.end)
+			}
 			if undone {
-				j.undoneLocked(ticket, err)
+				j.undoneLocked(batch[synced].ticket, ticket, err)
 			} else if err != nil {
 				if j.err == nil {
 					j.err = err
@@ -740,38 +754,31 @@ func (j *Journal) drainOnError() {
 }
 
 // write writes and syncs a batch, moving on to new segments as its chunks
-// ask.
-func (j *Journal) write(batch []chunk) error {
-	// dirty: bytes of the batch are in wfile, not yet synced; synced: a
-	// roll synced some of them, so the batch can no longer be undone.
-	dirty, synced := false, false
+// ask. On failure it returns how many chunks, from the first, a move to a
+// new segment had already synced; the failure is undoable (a *spaceError)
+// if it came before any sync after those.
+func (j *Journal) write(batch []chunk) (int, error) {
+	dirty, synced := false, 0
+	// undoSize is where an undo cuts wfile back to: the end of what is
+	// synced.
 	j.undoSize = j.wsize
-	for _, c := range batch {
+	for i, c := range batch {
 		for c.seg != j.wseg {
 			if err := j.roll(); err != nil {
-				if !synced && errors.Is(err, errNotRolled) {
-					// Nothing of this batch was synced, and the next
-					// segment is not there.
-					return &spaceError{err}
+				if errors.Is(err, errNotRolled) {
+					// Nothing since the last sync reached the disk for good,
+					// and the next segment is not there.
+					return synced, &spaceError{err}
 				}
-				return err
+				return synced, err
 			}
-			if dirty {
-				synced = true
-			} else {
-				// The new segment holds none of the batch yet: an undo
-				// cuts it back to its header.
-				j.undoSize = SegmentHeaderSize
-			}
-			dirty = false
+			// The old segment is synced and sealed: its chunks are durable,
+			// and an undo cuts the new one back to its header.
+			synced, dirty = i, false
+			j.undoSize = SegmentHeaderSize
 		}
 		if _, err := j.wfile.WriteAt(c.data, j.wsize); err != nil {
-			err = fmt.Errorf("journal: write %s: %w", j.wfile.Name(), err)
-			if !synced {
-				// Nothing of this batch has been synced yet.
-				return &spaceError{err}
-			}
-			return err
+			return synced, &spaceError{fmt.Errorf("journal: write %s: %w", j.wfile.Name(), err)}
 		}
 		j.wsize += int64(len(c.data))
 		j.setSize(j.wseg, j.wsize)
@@ -779,10 +786,10 @@ func (j *Journal) write(batch []chunk) error {
 	}
 	if dirty {
 		if err := j.wfile.Sync(); err != nil {
-			return fmt.Errorf("journal: sync %s: %w", j.wfile.Name(), err)
+			return synced, fmt.Errorf("journal: sync %s: %w", j.wfile.Name(), err)
 		}
 	}
-	return nil
+	return len(batch), nil
 }
 
 // writeFloor records floor, if above the current one, in the current

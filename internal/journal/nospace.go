@@ -64,24 +64,25 @@ func (j *Journal) undo(err error) (error, bool) {
 	return fmt.Errorf("%w: %w", ErrNoSpace, err), true
 }
 
-// undoneLocked fails batch ticket and the one being filled after it was
-// undone, gives their positions back and stops Append until Resume. The
-// caller holds mu.
-func (j *Journal) undoneLocked(ticket uint64, err error) {
-	hi := j.filling
-	if len(j.buf) == 0 && j.floorReq == 0 {
-		hi = ticket
-	} else {
+// undoneLocked fails tickets first..last, a batch's records from the first
+// chunk a full disk undid on, and the batch being filled after it, gives
+// their positions back and stops Append until Resume. A floor asked for
+// meanwhile stays asked for: moving it needs no space. The caller holds
+// mu.
+func (j *Journal) undoneLocked(first, last uint64, err error) {
+	hi := last
+	if len(j.buf) > 0 {
 		// The records appended meanwhile follow the undone ones.
-		j.buf, j.nrec, j.floorReq = j.buf[:0], 0, 0
+		hi = j.filling
+		j.buf, j.nrec = j.buf[:0], 0
 		j.filling++
 	}
-	if n := len(j.failed); n > 0 && j.failed[n-1].hi+1 == ticket {
+	if n := len(j.failed); n > 0 && j.failed[n-1].hi+1 == first {
 		j.failed[n-1].hi = hi
 	} else {
-		j.failed = append(j.failed, ticketRange{ticket, hi, err})
+		j.failed = append(j.failed, ticketRange{first, hi, err})
 	}
 	j.synced = hi
 	j.cur, j.curSize = j.wseg, j.wsize
-	j.noSpace, j.noLo, j.noHi = err, ticket, hi
+	j.noSpace, j.noLo, j.noHi = err, first, hi
 }

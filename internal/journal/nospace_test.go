@@ -211,3 +211,100 @@ func TestJournalUndoesARollThatRunsOutOfSpace(t *testing.T) {
 		require.Equal(t, want, got, "%d bytes free: records after reopening", extra)
 	}
 }
+
+func TestJournalUndoesOnlyTheRecordsAfterARollInOneBatch(t *testing.T) {
+	// One batch holds a record that ends segment 1 and one that starts
+	// segment 2. The move to segment 2 syncs the first; the disk fills on
+	// the second. The first is durable, the second undone, and the
+	// journal goes on.
+	faults := new(FaultFS)
+	dir := t.TempDir()
+	j, _ := openJournal(t, dir, Options{SegmentSize: 4096, FS: faults})
+	body := fmt.Sprintf("%0300d", 0)
+	var want []rec
+	add := func() {
+		p, ticket, err := j.Append(1, []byte(body))
+		require.NoError(t, err)
+		require.NoError(t, j.Wait(ticket))
+		want = append(want, rec{p, 1, body})
+	}
+	for range 11 {
+		add()
+	}
+	// Keep the writer in the sync of x while a and b join the next batch.
+	release := make(chan struct{})
+	faults.HoldSyncs(release)
+	px, tx, err := j.Append(1, []byte(body))
+	require.NoError(t, err)
+	faults.LimitSpace(4096 + SegmentHeaderSize + 100) // a and the move fit, b does not
+	pa, ta, err := j.Append(1, []byte(body))
+	require.NoError(t, err)
+	pb, tb, err := j.Append(1, []byte(body))
+	require.NoError(t, err)
+	require.Equal(t, uint32(1), pa.Segment(), "segment of a")
+	require.Equal(t, uint32(2), pb.Segment(), "segment of b")
+	faults.HoldSyncs(nil)
+	close(release)
+	require.NoError(t, j.Wait(tx), "Wait for x")
+	require.NoError(t, j.Wait(ta), "Wait for a, synced by the move to segment 2")
+	require.ErrorIs(t, j.Wait(tb), ErrNoSpace, "Wait for b, refused by the full disk")
+	require.NoError(t, j.Err(), "Err: the journal is not stopped for good")
+	want = append(want, rec{px, 1, body}, rec{pa, 1, body})
+	faults.LimitSpace(0)
+	j.Resume()
+	pc, tc, err := j.Append(1, []byte("c"))
+	require.NoError(t, err, "Append after Resume")
+	require.NoError(t, j.Wait(tc), "Wait after Resume")
+	want = append(want, rec{pc, 1, "c"})
+	require.NoError(t, j.Close())
+	_, got := openJournal(t, dir, Options{SegmentSize: 4096})
+	assert.Equal(t, want, got, "records after reopening")
+}
+
+func TestJournalFailsEveryRecordAfterTheUndoneOneInABatchOfManySegments(t *testing.T) {
+	// One batch spans segments 1, 2 and 3, and the disk fills in segment
+	// 2: the records for 2 and for 3 both fail, and keep failing after
+	// later records are synced.
+	faults := new(FaultFS)
+	dir := t.TempDir()
+	j, _ := openJournal(t, dir, Options{SegmentSize: 4096, FS: faults})
+	body := []byte(fmt.Sprintf("%0300d", 0))
+	for range 12 {
+		_, ticket, err := j.Append(1, body)
+		require.NoError(t, err)
+		require.NoError(t, j.Wait(ticket))
+	}
+	release := make(chan struct{})
+	faults.HoldSyncs(release)
+	_, tx, err := j.Append(1, body) // the writer syncs it while the rest piles up
+	require.NoError(t, err)
+	faults.LimitSpace(4096 + SegmentHeaderSize + 100) // the move fits, no record in segment 2 does
+	var tickets []uint64
+	var segs []uint32
+	for range 15 {
+		p, ticket, err := j.Append(1, body)
+		require.NoError(t, err)
+		tickets, segs = append(tickets, ticket), append(segs, p.Segment())
+	}
+	require.Equal(t, uint32(3), segs[len(segs)-1], "segment of the last record")
+	faults.HoldSyncs(nil)
+	close(release)
+	require.NoError(t, j.Wait(tx), "Wait for the record being synced")
+	for i, ticket := range tickets {
+		if segs[i] == 1 {
+			assert.NoError(t, j.Wait(ticket), "record %d, in segment 1", i)
+		} else {
+			assert.ErrorIs(t, j.Wait(ticket), ErrNoSpace, "record %d, in segment %d", i, segs[i])
+		}
+	}
+	faults.LimitSpace(0)
+	j.Resume()
+	_, ticket, err := j.Append(1, body)
+	require.NoError(t, err)
+	require.NoError(t, j.Wait(ticket), "a record after Resume")
+	for i, ticket := range tickets {
+		if segs[i] != 1 {
+			assert.ErrorIs(t, j.Wait(ticket), ErrNoSpace, "record %d, in segment %d, once later ones are synced", i, segs[i])
+		}
+	}
+}
