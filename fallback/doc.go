@@ -175,20 +175,37 @@
 // is open, its rejections wait out its RetryAfter and are not counted as
 // delivery attempts.
 //
-// A full disk (ENOSPC, EDQUOT) met while writing new items, before
-// anything of that write was synced, is undone in place: the log file is
-// cut back to the end of its last durable record, every Enqueue in that
-// write returns an error wrapping [ErrDiskFull] and stored nothing (its
-// key is free, nothing of it is acknowledged or replayed), and the next
-// Enqueue tries a real write again, so the outbox stores again as soon as
-// space returns, without a reopen. Items acknowledged before are kept.
+// A full disk (ENOSPC, EDQUOT) is met in place, without a reopen. A
+// write it refuses before anything of that write was synced is undone:
+// the log file is cut back to the end of its last durable record, and
+// what the write carried is handled by kind:
+//
+//   - New items: every Enqueue in that write returns an error wrapping
+//     [ErrDiskFull] and stored nothing (its key is free, nothing of it is
+//     acknowledged or replayed). Each later Enqueue tries a real write
+//     again, so the outbox stores again as soon as there is room.
+//   - A requeue: [Outbox.Requeue] returns ErrDiskFull and the dead letter
+//     stays where it was.
+//   - Delivery and dead-letter records: the delivery happened, so Replay
+//     counts the item as settled and goes on; the record is owed, kept in
+//     memory and written before any later record, so the log never holds
+//     anything newer without it. [OutboxStats].Unrecorded counts the owed
+//     records. If the process stops before they are written, their items
+//     are delivered again after a reopen, as at-least-once allows; none
+//     is lost.
+//
+// So Replay delivers on a full disk, and it gives space back as it goes:
+// once every item of a segment is settled, the segment is deleted, which
+// needs no free space (the log's floor is rewritten in place, then the
+// file is unlinked), and the owed records of its items are no longer
+// needed. A segment holding a dead letter is kept until the letter can be
+// copied forward. OpenOutbox frees delivered segments the same way before
+// it writes anything. Close reports owed records it could not write.
+//
 // Any other write failure, a failed fsync (whatever its error, since the
-// kernel may have dropped the pages), a file that cannot be cut back, and
-// a full disk that hits a delivery, dead-letter, requeue or compaction
-// record stop the outbox: every later write fails with that error until it
-// is reopened, which reads back what is really on disk. Replay therefore
-// cannot deliver on a full disk; opening removes fully delivered segments
-// without writing, which may free space.
+// kernel may have dropped the pages) and a file that cannot be cut back
+// stop the outbox: every later write fails with that error until it is
+// reopened, which reads back what is really on disk.
 //
 // # Errors
 //

@@ -230,6 +230,12 @@ func (o *Outbox) instrument(mp metric.MeterProvider) error {
 	if err != nil {
 		return instrumentErr(err)
 	}
+	unrecorded, err := m.Int64ObservableGauge("ringfence.outbox.unrecorded",
+		metric.WithDescription("Deliveries and dead letters a full disk has kept from being recorded; a restart would make them again."),
+		metric.WithUnit("{item}"))
+	if err != nil {
+		return instrumentErr(err)
+	}
 	set := metric.WithAttributeSet(attribute.NewSet(attribute.String("ringfence.outbox.dir", o.dir)))
 	o.reg, err = m.RegisterCallback(func(_ context.Context, ob metric.Observer) error {
 		st := o.Stats()
@@ -239,8 +245,9 @@ func (o *Outbox) instrument(mp metric.MeterProvider) error {
 		ob.ObserveInt64(deadTotal, int64(st.DeadLettered), set)
 		ob.ObserveInt64(replayed, int64(st.Delivered), set)
 		ob.ObserveInt64(failures, int64(st.Failures), set)
+		ob.ObserveInt64(unrecorded, int64(st.Unrecorded), set)
 		return nil
-	}, depth, age, dead, deadTotal, replayed, failures)
+	}, depth, age, dead, deadTotal, replayed, failures, unrecorded)
 	if err != nil {
 		return instrumentErr(err)
 	}

@@ -104,6 +104,11 @@ type OutboxStats struct {
 	Replaying    bool   // whether a Replay is running
 	Segments     int    // segment files on disk
 	Bytes        int64  // their total size
+	// Unrecorded counts the deliveries and dead letters made that a full
+	// disk has kept from being recorded. They are counted everywhere else
+	// as done; they are recorded as soon as a write succeeds, and if the
+	// process stops first their items are delivered again after a reopen.
+	Unrecorded int
 }
 
 // OutboxOptions configures an [Outbox]. Every zero field means the default
@@ -230,14 +235,13 @@ func (o OutboxOptions) resolve() (OutboxOptions, error) {
 // since payloads may be private (payments, bookings); the process's
 // umask cannot widen them.
 //
-// After a write or an fsync has failed (an I/O error, a full disk), the
-// outbox cannot know what reached the disk, so it acknowledges nothing
-// more: every later Enqueue, including the retry of an item already
-// accepted, returns the error until the Outbox is closed and opened again,
-// which re-reads what is really on disk. Deleting delivered segments needs
-// no free space (the log's floor is rewritten in place, then files are
-// unlinked), so OpenOutbox and Replay free what they can before they
-// write.
+// After a write or an fsync has failed for any reason but a full disk
+// (an I/O error, say), the outbox cannot know what reached the disk, so
+// it acknowledges nothing more: every later Enqueue, including the retry
+// of an item already accepted, returns the error until the Outbox is
+// closed and opened again, which re-reads what is really on disk. A full
+// disk is different, since a refused write is undone in place: see the
+// package documentation.
 //
 // An Outbox owns one goroutine, the log writer, started by [OpenOutbox]
 // and ended by [Outbox.Close]. Only one Outbox at a time may have a
@@ -284,11 +288,17 @@ type Outbox struct {
 	intern  map[string]string // stream names while opening, nil after
 	segs    map[uint32]*obSegCount
 	scratch []byte
-	// other is the ticket of the last record appended that is not a new
-	// item: one that a full disk may not undo.
-	other uint64
-	head  obHead
-	stats OutboxStats // Delivered, Failures, DeadLettered, InFlight, LastError
+	// marks are the delivery and dead-letter records the state counts and
+	// that are not known to be durable (see outbox_full.go): all appended,
+	// in ticket order, or, once owed is set, kept off the disk by a full
+	// one and appended again before any other record.
+	marks   []obMark
+	owed    bool
+	payAt   int // while owed, a delivery tries to write them at this many
+	pruneAt int // a delivery forgets the durable marks at this many
+	markBuf []byte
+	head    obHead
+	stats   OutboxStats // Delivered, Failures, DeadLettered, InFlight, LastError
 
 	reg metric.Registration // of OutboxOptions.MeterProvider; nil without
 }
@@ -298,13 +308,18 @@ type obDeadEntry struct {
 	reason string
 }
 
-// obFresh describes an item appended but perhaps not yet durable, whose
-// record must not be read back from disk yet.
+// obFresh describes an item record appended but perhaps not yet durable,
+// which must not be read back from disk yet, and what undoes it if a full
+// disk refuses it.
 type obFresh struct {
+	kind   byte // obItem, obRequeue or obDeadCopy
 	key    string
 	stream string
 	enq    int64
 	ticket uint64
+	old    uint64      // obRequeue: the dead letter it replaces
+	oldPos journal.Pos // obRequeue, obDeadCopy: where the dead letter was
+	reason string      // obRequeue: the dead letter's reason
 }
 
 type obSegCount struct{ pending, dead int }
@@ -706,8 +721,8 @@ func (o *Outbox) readAt(p journal.Pos, seq uint64) (obRecord, error) {
 // empty key or an item larger than OutboxOptions.MaxItemSize, [ErrClosed]
 // after Close, and the file system's error if writing fails. On a full
 // disk the error wraps [ErrDiskFull], the item is not stored, and the next
-// call tries again (see the package doc for the exceptions); after any
-// other failed write or sync every later Enqueue returns that error,
+// call tries a real write again (see the package doc); after any other
+// failed write or sync every later Enqueue returns that error,
 // retries of stored items included, until the Outbox is reopened.
 func (o *Outbox) Enqueue(ctx context.Context, it Item) error {
 	if it.Key == "" {
@@ -826,11 +841,10 @@ func (o *Outbox) appendItemLocked(it Item, enq int64) error {
 	seq := o.nextSeq
 	r := obRecord{typ: obItem, seq: seq, enq: enq, key: it.Key, stream: it.Stream, payload: it.Payload}
 	o.scratch = r.appendTo(o.scratch[:0])
-	p, ticket, err := o.j.Append(obItem, o.scratch)
+	p, ticket, err := o.appendLocked(obItem, o.scratch)
 	if err != nil {
-		o.diskFullLocked(err)
 		o.mu.Unlock()
-		return o.wrapErr(err)
+		return err
 	}
 	o.nextSeq++
 	if err := o.addPendingLocked(seq, p, it.Stream); err != nil {
@@ -838,7 +852,7 @@ func (o *Outbox) appendItemLocked(it Item, enq int64) error {
 		return err
 	}
 	o.insertKeyLocked(it.Key, seq)
-	o.fresh[seq] = obFresh{key: it.Key, stream: it.Stream, enq: enq, ticket: ticket}
+	o.fresh[seq] = obFresh{kind: obItem, key: it.Key, stream: it.Stream, enq: enq, ticket: ticket}
 	o.mu.Unlock()
 
 	if err := o.j.Wait(ticket); err != nil {
@@ -913,6 +927,7 @@ func (o *Outbox) Stats() OutboxStats {
 	s := o.stats
 	s.Pending = o.pending
 	s.Dead = len(o.dead)
+	s.Unrecorded = o.unrecordedLocked()
 	o.mu.Unlock()
 	s.Replaying = o.replaying.Load()
 	s.Segments = len(o.j.Segments())
@@ -984,13 +999,11 @@ func (o *Outbox) Requeue(key string) error {
 	}
 	r.typ, r.old, r.seq, r.reason = obRequeue, seq, o.nextSeq, ""
 	o.scratch = r.appendTo(o.scratch[:0])
-	p, ticket, err := o.j.Append(obRequeue, o.scratch)
+	p, ticket, err := o.appendLocked(obRequeue, o.scratch)
 	if err != nil {
-		o.diskFullLocked(err)
 		o.mu.Unlock()
-		return o.wrapErr(err)
+		return err
 	}
-	o.other = ticket
 	o.nextSeq++
 	o.forgetDeadLocked(seq, d, key)
 	if err := o.addPendingLocked(r.seq, p, r.stream); err != nil {
@@ -998,23 +1011,28 @@ func (o *Outbox) Requeue(key string) error {
 		return err
 	}
 	o.insertKeyLocked(key, r.seq)
-	o.fresh[r.seq] = obFresh{key: key, stream: r.stream, enq: r.enq, ticket: ticket}
+	o.fresh[r.seq] = obFresh{kind: obRequeue, key: key, stream: r.stream, enq: r.enq, ticket: ticket,
+		old: seq, oldPos: d.pos, reason: d.reason}
 	o.mu.Unlock()
 
-	err = o.j.Wait(ticket)
-
+	if err := o.j.Wait(ticket); err != nil {
+		// A full disk's undo puts the dead letter back.
+		return o.diskFull(err)
+	}
 	o.mu.Lock()
 	delete(o.fresh, r.seq)
 	o.mu.Unlock()
 	o.signal()
-	return o.wrapErr(err)
+	return nil
 }
 
-// Close makes the items already accepted durable, stops the log writer
-// goroutine and closes the files. Calls made after Close return
-// [ErrClosed]; a running Replay stops with [ErrClosed] after its current
-// delivery. Close returns the first write error seen, if any. Calling Close
-// again returns nil.
+// Close makes the items already accepted durable, and the deliveries
+// made so far recorded, stops the log writer goroutine and closes the
+// files. Calls made after Close return [ErrClosed]; a running Replay stops
+// with [ErrClosed] after its current delivery. Close returns the first
+// write error seen, if any; if a full disk keeps deliveries from being
+// recorded (see [OutboxStats].Unrecorded) the error wraps [ErrDiskFull]
+// and says how many will be made again. Calling Close again returns nil.
 func (o *Outbox) Close() error {
 	o.mu.Lock()
 	if o.closed {
@@ -1022,47 +1040,16 @@ func (o *Outbox) Close() error {
 		return nil
 	}
 	o.closed = true
+	o.pruneMarksLocked()
+	unrecorded := len(o.marks)
+	_ = o.payLocked() // Close below reports a failure
 	o.mu.Unlock()
 	o.unregister()
 	o.compactMu.Lock()
 	defer o.compactMu.Unlock()
-	return o.j.Close()
-}
-
-// diskFull returns err as the outbox reports it, first forgetting the
-// items a full disk undid if err says so. The caller does not hold mu.
-func (o *Outbox) diskFull(err error) error {
-	if errors.Is(err, journal.ErrNoSpace) {
-		o.mu.Lock()
-		o.diskFullLocked(err)
-		o.mu.Unlock()
+	err := o.j.Close()
+	if errors.Is(err, journal.ErrNoSpace) && unrecorded > 0 {
+		return fmt.Errorf("%w: up to %d deliveries or dead letters were not recorded and will be made again after a reopen: %w", ErrDiskFull, unrecorded, err)
 	}
 	return o.wrapErr(err)
-}
-
-// diskFullLocked, if err says a full disk undid a write, forgets the new
-// items whose records the journal undid and lets it append again. If
-// anything else was undone with them (a delivery, dead-letter, requeue
-// or copy record, which the outbox's state already counts as written),
-// it does not: the journal then refuses every write until the outbox is
-// reopened, which reads the truth back from disk. The caller holds mu.
-func (o *Outbox) diskFullLocked(err error) {
-	if !errors.Is(err, journal.ErrNoSpace) {
-		return
-	}
-	lo, hi, stopped := o.j.NoSpace()
-	if !stopped || o.other >= lo {
-		return
-	}
-	for seq, f := range o.fresh {
-		if f.ticket < lo || f.ticket > hi {
-			continue
-		}
-		if o.isPending(seq) {
-			o.removePendingLocked(seq, f.stream)
-		}
-		o.removeKeyLocked(f.key, seq)
-		delete(o.fresh, seq)
-	}
-	o.j.Resume()
 }

@@ -18,6 +18,10 @@ import (
 // holds at most one payload.
 const obBatch = 256
 
+// compactEvery is how many segments Replay moves through between
+// compactions, unless a full disk is keeping records off.
+const compactEvery = 8
+
 // Replay delivers the pending items by calling deliver once per item on
 // the calling goroutine, and returns nil when nothing is pending any more,
 // including items enqueued while it runs.
@@ -42,6 +46,10 @@ const obBatch = 256
 // goes on. Every attempt is paced by OutboxOptions.Rate and Burst. While
 // streams are held back, Replay keeps a small record (16 bytes) per item
 // waiting behind them.
+//
+// Replay needs no free disk space: on a full disk it records deliveries
+// as soon as it can and frees each segment whose items are all settled
+// (see the package doc).
 //
 // When ctx is done, Replay stops without starting another delivery and
 // returns ctx.Err(); the item being delivered stays pending unless deliver
@@ -84,6 +92,8 @@ type obReplay struct {
 	held    map[string]*obHeld
 	nheld   int    // items in all held lists
 	cursor  uint64 // items before it have been delivered, dead or held
+	seg     uint32 // segment of the last item reached
+	crossed int    // segment boundaries crossed
 	batch   []obRef
 }
 
@@ -108,6 +118,20 @@ func (rp *obReplay) run(ctx context.Context) error {
 		}
 		if len(rp.batch) > 0 {
 			ref := rp.batch[0]
+			if seg := ref.pos.Segment(); seg != rp.seg {
+				// Free the segments behind as the replay moves on: a long
+				// backlog gives its disk back as it drains (every few
+				// segments), and a full disk gets room (at once).
+				if rp.seg != 0 {
+					rp.crossed++
+					if rp.crossed%compactEvery == 0 || o.owes() {
+						if err := o.compact(); err != nil {
+							return err
+						}
+					}
+				}
+				rp.seg = seg
+			}
 			rp.batch = rp.batch[1:]
 			rp.cursor = ref.seq + 1
 			if err := rp.next(ctx, ref); err != nil {
@@ -121,10 +145,12 @@ func (rp *obReplay) run(ctx context.Context) error {
 		pending := o.Pending()
 		switch {
 		case pending == 0:
+			o.recordOwed()
 			return nil
 		case pending > rp.nheld:
 			// Items are pending but not yet durable: wait for the writer.
-			if err := o.diskFull(o.j.Flush()); err != nil {
+			// On a full disk they are undone, and no longer pending.
+			if err := o.diskFull(o.j.Flush()); err != nil && !errors.Is(err, ErrDiskFull) {
 				return err
 			}
 		default:
@@ -348,33 +374,42 @@ func waitLimiter(ctx context.Context, lim *rate.Limiter) error {
 // finish records that item r was delivered (typ obDone) or failed for good
 // (obDead). A done record is not waited for: if it is lost in a crash the
 // item is delivered again, which at-least-once allows. A dead record is
-// waited for.
+// waited for. On a full disk neither fails: the outbox counts the item as
+// settled and owes the record (see outbox_full.go).
 func (o *Outbox) finish(typ byte, r obRecord, reason string) error {
-	rec := obRecord{typ: typ, seq: r.seq, key: r.key, stream: r.stream, reason: reason}
 	o.mu.Lock()
 	if o.closed {
 		o.mu.Unlock()
 		return ErrClosed
 	}
-	o.scratch = rec.appendTo(o.scratch[:0])
-	_, ticket, err := o.j.Append(typ, o.scratch)
-	if err != nil {
-		o.diskFullLocked(err)
+	if !o.isPending(r.seq) {
 		o.mu.Unlock()
-		return o.wrapErr(err)
+		return nil
 	}
-	o.other = ticket
-	pos := o.removePendingLocked(r.seq, r.stream)
+	p := o.live[r.seq-o.base]
+	ticket, err := o.markLocked(obMark{typ: typ, seq: r.seq, seg: p.Segment(), key: r.key, stream: r.stream, reason: reason})
+	if err != nil {
+		o.mu.Unlock()
+		return err
+	}
+	o.removePendingLocked(r.seq, r.stream)
 	if typ == obDone {
 		o.removeKeyLocked(r.key, r.seq)
 		o.stats.Delivered++
 		o.mu.Unlock()
 		return nil
 	}
-	o.addDeadLocked(r.seq, pos, reason)
+	o.addDeadLocked(r.seq, p, reason)
 	o.stats.DeadLettered++
 	o.mu.Unlock()
-	return o.wrapErr(o.j.Wait(ticket))
+	if ticket == 0 {
+		return nil
+	}
+	if err := o.j.Wait(ticket); !errors.Is(err, journal.ErrNoSpace) {
+		return o.wrapErr(err)
+	}
+	o.diskFull(journal.ErrNoSpace)
+	return nil
 }
 
 // compact deletes the oldest segments while none of their items is
@@ -382,7 +417,8 @@ func (o *Outbox) finish(typ byte, r obRecord, reason string) error {
 // segment. Segments go strictly oldest first, so a delivery or dead record
 // is never deleted while the item it refers to remains. All the segments
 // found removable go in one [journal.Journal.RemoveBelow], which needs no
-// free space on disk.
+// free space on disk. On a full disk the copies may be refused; then only
+// the segments that need none go, and compact returns nil.
 func (o *Outbox) compact() error {
 	o.compactMu.Lock()
 	defer o.compactMu.Unlock()
@@ -396,39 +432,38 @@ func (o *Outbox) compact() error {
 		o.mu.Unlock()
 		return nil
 	}
-	floor := ids[0]
-	var copied []uint64
-	for ; floor < cur; floor++ {
-		c := o.segCount(floor)
-		if c.pending > 0 {
-			break
-		}
-		if c.dead > 0 {
-			more, err := o.copyDeadLocked(floor)
-			copied = append(copied, more...)
-			if err != nil {
-				o.mu.Unlock()
-				return err
+	floor, copied, ticket, err := o.removableLocked(ids[0], cur, true)
+	o.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	if ticket != 0 {
+		// The copies must be durable before the segments they leave go.
+		err := o.j.Wait(ticket)
+		o.mu.Lock()
+		if err == nil {
+			for _, seq := range copied {
+				delete(o.fresh, seq)
 			}
+		} else if errors.Is(err, journal.ErrNoSpace) {
+			// The copies were undone: the dead letters are back where
+			// they were, and only what needs no copy can go.
+			o.settleLocked()
+			floor, _, _, _ = o.removableLocked(ids[0], cur, false)
+		}
+		o.mu.Unlock()
+		if err != nil && !errors.Is(err, journal.ErrNoSpace) {
+			return o.wrapErr(err)
 		}
 	}
-	o.mu.Unlock()
 	if floor == ids[0] {
 		return nil
 	}
-	// Whatever emptied the segments (a requeue, a copy) must be durable
-	// before they go.
-	err := o.j.Flush()
-	if err == nil {
-		o.mu.Lock()
-		for _, seq := range copied {
-			delete(o.fresh, seq)
+	if err := o.j.RemoveBelow(floor); err != nil {
+		if errors.Is(err, journal.ErrNoSpace) {
+			return nil // nothing was removed; a later compaction tries again
 		}
-		o.mu.Unlock()
-		err = o.j.RemoveBelow(floor)
-	}
-	if err != nil {
-		return o.diskFull(err)
+		return o.wrapErr(err)
 	}
 	o.mu.Lock()
 	for id := range o.segs {
@@ -436,36 +471,72 @@ func (o *Outbox) compact() error {
 			delete(o.segs, id)
 		}
 	}
+	o.dropMarksBelowLocked(floor)
 	o.mu.Unlock()
 	return nil
 }
 
+// removableLocked returns the lowest segment from first on that must be
+// kept: the first below cur holding a pending item, or, if copy is false,
+// a dead letter. With copy set, the dead letters of the segments before it
+// are copied forward; it returns their seqs and the last copy's ticket
+// (0 if none), and stops at a segment whose copy a full disk refused. The
+// caller holds mu and compactMu.
+func (o *Outbox) removableLocked(first, cur uint32, copy bool) (uint32, []uint64, uint64, error) {
+	floor := first
+	var copied []uint64
+	var last uint64
+	for ; floor < cur; floor++ {
+		c := o.segCount(floor)
+		if c.pending > 0 {
+			break
+		}
+		if c.dead == 0 {
+			continue
+		}
+		if !copy {
+			break
+		}
+		more, ticket, err := o.copyDeadLocked(floor)
+		copied = append(copied, more...)
+		last = max(last, ticket)
+		if errors.Is(err, ErrDiskFull) {
+			break
+		}
+		if err != nil {
+			return floor, copied, last, err
+		}
+	}
+	return floor, copied, last, nil
+}
+
 // copyDeadLocked appends a copy of every dead letter in segment id. The
 // caller holds mu and compactMu. The copies are marked fresh, not to be
-// read back, until the caller has flushed them; it returns their seqs.
-func (o *Outbox) copyDeadLocked(id uint32) ([]uint64, error) {
+// read back, until the caller has waited for them; it returns their seqs
+// and the last one's ticket.
+func (o *Outbox) copyDeadLocked(id uint32) ([]uint64, uint64, error) {
 	var copied []uint64
+	var last uint64
 	for seq, d := range o.dead {
 		if d.pos.Segment() != id {
 			continue
 		}
 		r, err := o.readAt(d.pos, seq)
 		if err != nil {
-			return copied, err
+			return copied, last, err
 		}
 		r.typ, r.old, r.reason = obDeadCopy, 0, d.reason
 		o.scratch = r.appendTo(o.scratch[:0])
-		p, ticket, err := o.j.Append(obDeadCopy, o.scratch)
+		p, ticket, err := o.appendLocked(obDeadCopy, o.scratch)
 		if err != nil {
-			o.diskFullLocked(err)
-			return copied, o.wrapErr(err)
+			return copied, last, err
 		}
-		o.other = ticket
+		last = ticket
 		o.segCount(id).dead--
 		o.dead[seq] = obDeadEntry{pos: p, reason: d.reason}
 		o.segCount(p.Segment()).dead++
-		o.fresh[seq] = obFresh{key: r.key, stream: r.stream, enq: r.enq, ticket: ticket}
+		o.fresh[seq] = obFresh{kind: obDeadCopy, key: r.key, stream: r.stream, enq: r.enq, ticket: ticket, oldPos: d.pos}
 		copied = append(copied, seq)
 	}
-	return copied, nil
+	return copied, last, nil
 }

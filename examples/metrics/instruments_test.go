@@ -120,6 +120,7 @@ func TestOutboxReportsDepthUntilClosed(t *testing.T) {
 	attr := "ringfence.outbox.dir=" + dir
 	assert.Equal(t, map[string]float64{attr: 2}, points(t, r, "ringfence.outbox.depth"), "ringfence.outbox.depth")
 	assert.Greater(t, points(t, r, "ringfence.outbox.oldest.age")[attr], 0.0, "ringfence.outbox.oldest.age")
+	assert.Equal(t, map[string]float64{attr: 0}, points(t, r, "ringfence.outbox.unrecorded"), "ringfence.outbox.unrecorded")
 	require.NoError(t, o.Close(), "Close")
 	assert.Empty(t, points(t, r, "ringfence.outbox.depth"), "ringfence.outbox.depth after Close")
 }

@@ -52,6 +52,7 @@ func TestMetricsPageListsEveryInstrument(t *testing.T) {
 		"ringfence_outbox_dead_lettered_total",
 		"ringfence_outbox_replayed_total",
 		"ringfence_outbox_delivery_failures_total",
+		"ringfence_outbox_unrecorded",
 		"ringfence_rollout_stage_percent",
 		"ringfence_rollout_state",
 		"ringfence_rollout_verdicts_total",
