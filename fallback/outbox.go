@@ -283,6 +283,7 @@ type Outbox struct {
 	// opening holds, while the outbox is opened, an entry for obKeys per
 	// item found (fp<<32 | seq-seqBase), stored or not; nil after.
 	opening []uint64
+	sized   bool // whether opening has sized live and opening for the log
 	fresh   map[uint64]obFresh
 	streams map[string]int    // pending items per stream
 	intern  map[string]string // stream names while opening, nil after
@@ -363,7 +364,7 @@ func OpenOutbox(path string, opts OutboxOptions) (*Outbox, error) {
 		segs:    make(map[uint32]*obSegCount),
 		intern:  make(map[string]string),
 	}
-	j, err := journal.Open(path, journal.Options{SegmentSize: opts.SegmentSize, FS: opts.fs}, o.recover)
+	j, err := journal.Open(path, journal.Options{SegmentSize: opts.SegmentSize, FS: opts.fs, Scanned: o.scanned}, o.recover)
 	if err != nil {
 		return nil, o.wrapErr(err)
 	}
@@ -486,6 +487,7 @@ func (o *Outbox) insertKeyBytes(key []byte, seq uint64) {
 		return
 	}
 	// The index is built once the whole log is read (see buildKeys).
+	o.opening = doubling(o.opening)
 	o.opening = append(o.opening, uint64(o.fingerprintBytes(key))<<32|(seq-o.seqBase))
 }
 
@@ -577,6 +579,9 @@ func (o *Outbox) addPendingLocked(seq uint64, p journal.Pos, stream string) erro
 	for o.base+uint64(len(o.live)) < seq {
 		o.live = append(o.live, 0)
 	}
+	if o.intern != nil {
+		o.live = doubling(o.live) // OpenOutbox gives back the slack
+	}
 	o.live = append(o.live, p)
 	if cap(o.live) != c {
 		o.liveCap = cap(o.live)
@@ -585,6 +590,34 @@ func (o *Outbox) addPendingLocked(seq uint64, p journal.Pos, stream string) erro
 	o.streams[stream]++
 	o.segCount(p.Segment()).pending++
 	return nil
+}
+
+// scanned sizes the index for the whole log once the first segment is
+// read, from the density of items in it, so that opening a large backlog
+// does not grow (and the collector chase) two slices of a million entries.
+// The estimate is capped at eight times the items of that segment, in
+// case its items are much smaller than the rest; growth goes on by
+// doubling from there, and OpenOutbox gives back the slack.
+func (o *Outbox) scanned(done, total int64) {
+	if o.sized || done <= 0 || total <= done {
+		return
+	}
+	o.sized = true
+	n := len(o.opening)
+	want := min(int(float64(n)*float64(total)/float64(done)*1.05), 8*n) + 64
+	o.opening = slices.Grow(o.opening, want-n)
+	o.live = slices.Grow(o.live, want-len(o.live))
+}
+
+// doubling returns s with room for one more element, doubling its
+// capacity when it is full. Opening appends a million entries to each of
+// two slices; append's own growth, a quarter at a time for large slices,
+// made them cost about as much as reading the log.
+func doubling[S ~[]E, E any](s S) S {
+	if len(s) < cap(s) {
+		return s
+	}
+	return slices.Grow(s, max(len(s), 256))
 }
 
 // removePendingLocked forgets pending item seq and returns its position.

@@ -186,6 +186,11 @@ type Options struct {
 	SegmentSize int64
 	// FS is the file layer. Nil means the operating system's files.
 	FS FS
+	// Scanned, if set, is called by Open after each segment it has read,
+	// with the bytes read so far and the total size of the segments it
+	// reads, so that a caller can size its index once it has seen how
+	// dense the records are.
+	Scanned func(done, total int64)
 }
 
 // ticketRange is the batches lo..hi, both included.
@@ -205,6 +210,7 @@ type Journal struct {
 	segSize int64
 	fs      FS
 	dirf    *os.File // the locked directory, also used to sync it
+	scanned func(done, total int64)
 
 	mu sync.Mutex // guards the fields below
 	// cond is signalled (on mu) when a batch becomes durable or fails.
@@ -294,6 +300,7 @@ func Open(dir string, opts Options, fn func(p Pos, typ byte, body []byte) error)
 		segSize: segSize,
 		fs:      fsys,
 		dirf:    dirf,
+		scanned: opts.Scanned,
 		sizes:   make(map[uint32]int64),
 		kick:    make(chan struct{}, 1),
 		done:    make(chan struct{}),

@@ -142,3 +142,30 @@ func TestJournalSteadyAppendsAllocateNothing(t *testing.T) {
 	allocs := testing.AllocsPerRun(200, appendOne)
 	assert.Zero(t, allocs, "allocations per appended and synced record")
 }
+
+func TestJournalReportsScanProgress(t *testing.T) {
+	dir := t.TempDir()
+	j, _ := openJournal(t, dir, Options{SegmentSize: 4096})
+	for range 40 {
+		_, ticket, err := j.Append(1, make([]byte, 300))
+		require.NoError(t, err)
+		require.NoError(t, j.Wait(ticket))
+	}
+	size, segs := j.Size(), len(j.Segments())
+	require.NoError(t, j.Close())
+	type call struct{ done, total int64 }
+	var calls []call
+	j, err := Open(dir, Options{SegmentSize: 4096, Scanned: func(done, total int64) {
+		calls = append(calls, call{done, total})
+	}}, func(Pos, byte, []byte) error { return nil })
+	require.NoError(t, err)
+	defer j.Close()
+	require.Len(t, calls, segs, "one call per segment")
+	for i, c := range calls {
+		assert.Equal(t, size, c.total, "total in call %d", i)
+		if i > 0 {
+			assert.Greater(t, c.done, calls[i-1].done, "done in call %d", i)
+		}
+	}
+	assert.Equal(t, size, calls[len(calls)-1].done, "done in the last call")
+}

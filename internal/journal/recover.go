@@ -84,6 +84,14 @@ func (j *Journal) recover(fn func(Pos, byte, []byte) error) error {
 	}
 	lastEmpty := st.Size() <= SegmentHeaderSize
 	r := j.newScanReader()
+	var total, done int64
+	if j.scanned != nil {
+		for _, id := range ids {
+			if info, err := os.Lstat(j.path(id)); err == nil {
+				total += info.Size()
+			}
+		}
+	}
 	for i, id := range ids {
 		isLast := i == len(ids)-1
 		tailOK := isLast || i == len(ids)-2 && lastEmpty
@@ -115,6 +123,10 @@ func (j *Journal) recover(fn func(Pos, byte, []byte) error) error {
 		j.sizes[id] = size
 		if isLast {
 			j.wsize = size
+		}
+		if j.scanned != nil {
+			done += size
+			j.scanned(done, max(total, done))
 		}
 	}
 	return nil
