@@ -230,7 +230,7 @@ func TestOutboxOpensABigBacklogUnderALowDescriptorLimit(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^TestOutboxOpensABigBacklogUnderALowDescriptorLimit$")
-	cmd.Env = append(os.Environ(), "RINGFENCE_OUTBOX_NOFILE_DIR="+dir, "RINGFENCE_OUTBOX_NOFILE_ITEMS="+strconv.Itoa(items))
+	cmd.Env = append(childEnv(), "RINGFENCE_OUTBOX_NOFILE_DIR="+dir, "RINGFENCE_OUTBOX_NOFILE_ITEMS="+strconv.Itoa(items))
 	out, err := cmd.CombinedOutput()
 	require.NoError(t, err, "child with RLIMIT_NOFILE 64 and %d segments:\n%s", segs, out)
 }

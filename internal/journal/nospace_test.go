@@ -145,7 +145,7 @@ func TestJournalRemoveBelowFreesSpaceOnAFullDisk(t *testing.T) {
 func TestJournalRemoveBelowIsNotUndoneWithTheRecordsBesideIt(t *testing.T) {
 	// The floor may travel in the same write as records that a full disk
 	// refuses; the removal must still happen, since it is what frees space.
-	for round := range 20 {
+	for round := range 6 {
 		faults := new(FaultFS)
 		dir := t.TempDir()
 		j, _ := openJournal(t, dir, Options{SegmentSize: 4096, FS: faults})
