@@ -78,7 +78,7 @@ func TestJournalReadsWhileAppending(t *testing.T) {
 	var mu sync.Mutex
 	var durable []rec
 	wg.Go(func() {
-		for i := range 3000 {
+		for i := range 1000 {
 			b := fmt.Sprintf("rec %d %s", i, make([]byte, i%300))
 			p, ticket, err := j.Append(1, []byte(b))
 			if !assert.NoError(t, err) || !assert.NoError(t, j.Wait(ticket)) {
@@ -91,7 +91,7 @@ func TestJournalReadsWhileAppending(t *testing.T) {
 	})
 	for range 3 {
 		wg.Go(func() {
-			for k := 0; k < 3000; k++ {
+			for k := 0; k < 1000; k++ {
 				mu.Lock()
 				if len(durable) == 0 {
 					mu.Unlock()
