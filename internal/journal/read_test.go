@@ -79,7 +79,7 @@ func TestJournalReadsWhileAppending(t *testing.T) {
 	var durable []rec
 	wg.Go(func() {
 		for i := range 1000 {
-			b := fmt.Sprintf("rec %d %s", i, make([]byte, i%300))
+			b := fmt.Sprintf("rec %d %s", i, make([]byte, i%600))
 			p, ticket, err := j.Append(1, []byte(b))
 			if !assert.NoError(t, err) || !assert.NoError(t, j.Wait(ticket)) {
 				return
@@ -108,4 +108,5 @@ func TestJournalReadsWhileAppending(t *testing.T) {
 		})
 	}
 	wg.Wait()
+	assert.Greater(t, len(j.Segments()), 1, "segments written while reading")
 }
