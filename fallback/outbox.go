@@ -606,7 +606,11 @@ func (o *Outbox) scanned(done, total int64) {
 	n := len(o.opening)
 	want := min(int(float64(n)*float64(total)/float64(done)*1.05), 8*n) + 64
 	o.opening = slices.Grow(o.opening, want-n)
-	o.live = slices.Grow(o.live, want-len(o.live))
+	if more := want - len(o.live); more > 0 {
+		// live can be longer than the items counted, across seqs that a
+		// full disk undid.
+		o.live = slices.Grow(o.live, more)
+	}
 }
 
 // doubling returns s with room for one more element, doubling its

@@ -282,3 +282,32 @@ func TestOutboxUnderConcurrentUseOnASmallDisk(t *testing.T) {
 	faults.LimitSpace(0)
 	assert.Empty(t, drain(t, openOutbox(t, dir, fast)), "pending after reopening")
 }
+
+func TestOutboxOpensALogWithManySeqsAFullDiskUndid(t *testing.T) {
+	// Items a full disk undid leave their seqs unused, so the index of a
+	// segment can span more seqs than it holds items; sizing the index on
+	// open must allow for that.
+	ctx := context.Background()
+	faults := new(journal.FaultFS)
+	dir := t.TempDir()
+	o := openOutbox(t, dir, fullDisk(faults))
+	var keys []string
+	add := func(k string) {
+		keys = append(keys, k)
+		enqueueAll(t, o, Item{Key: k, Stream: "s", Payload: make([]byte, 100)})
+	}
+	for i := range 5 {
+		add(fmt.Sprintf("a%d", i))
+	}
+	faults.FailWrite(syscall.ENOSPC)
+	for i := range 300 {
+		require.ErrorIs(t, o.Enqueue(ctx, item("s", fmt.Sprintf("refused%d", i))), ErrDiskFull)
+	}
+	faults.FailWrite(nil)
+	for i := 0; len(o.j.Segments()) < 2; i++ {
+		add(fmt.Sprintf("b%03d", i))
+	}
+	require.NoError(t, o.Close())
+	o = openOutbox(t, dir, fast)
+	assert.Equal(t, keys, drain(t, o), "delivered after reopening")
+}
