@@ -441,15 +441,20 @@ func (o *Outbox) compact() error {
 		// The copies must be durable before the segments they leave go.
 		err := o.j.Wait(ticket)
 		o.mu.Lock()
-		if err == nil {
-			for _, seq := range copied {
-				delete(o.fresh, seq)
-			}
-		} else if errors.Is(err, journal.ErrNoSpace) {
-			// The copies were undone: the dead letters are back where
-			// they were, and only what needs no copy can go.
+		if errors.Is(err, journal.ErrNoSpace) {
+			// The copies in undone batches were reverted: those dead
+			// letters are back where they were, and only what needs no
+			// copy can go.
 			o.settleLocked()
 			floor, _, _, _ = o.removableLocked(ids[0], cur, false)
+		}
+		if err == nil || errors.Is(err, journal.ErrNoSpace) {
+			// The copies left are durable.
+			for _, seq := range copied {
+				if f, ok := o.fresh[seq]; ok && f.kind == obDeadCopy {
+					delete(o.fresh, seq)
+				}
+			}
 		}
 		o.mu.Unlock()
 		if err != nil && !errors.Is(err, journal.ErrNoSpace) {
