@@ -9,6 +9,19 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
+// appendAcked appends body as a record of type 1, waits for it and, if it
+// is durable, adds it to want, the records a reopened journal must hold.
+func appendAcked(j *Journal, want *[]rec, body string) error {
+	p, ticket, err := j.Append(1, []byte(body))
+	if err == nil {
+		err = j.Wait(ticket)
+	}
+	if err == nil {
+		*want = append(*want, rec{p, 1, body})
+	}
+	return err
+}
+
 func TestJournalRecoversInPlaceWhenSpaceReturns(t *testing.T) {
 	for _, errno := range []syscall.Errno{syscall.ENOSPC, syscall.EDQUOT} {
 		t.Run(errno.Error(), func(t *testing.T) {
@@ -18,15 +31,7 @@ func TestJournalRecoversInPlaceWhenSpaceReturns(t *testing.T) {
 			j, _ := openJournal(t, dir, opts)
 			var want []rec
 			add := func(i int) error {
-				body := fmt.Sprintf("record %03d %s", i, make([]byte, 90))
-				p, ticket, err := j.Append(1, []byte(body))
-				if err == nil {
-					err = j.Wait(ticket)
-				}
-				if err == nil {
-					want = append(want, rec{p, 1, body})
-				}
-				return err
+				return appendAcked(j, &want, fmt.Sprintf("record %03d %s", i, make([]byte, 90)))
 			}
 			// Fill the disk at every offset of a few segments, rolls included.
 			for i := range 150 {
@@ -185,16 +190,7 @@ func TestJournalUndoesARollThatRunsOutOfSpace(t *testing.T) {
 		dir := t.TempDir()
 		j, _ := openJournal(t, dir, Options{SegmentSize: 4096, FS: faults})
 		var want []rec
-		add := func(body string) error {
-			p, ticket, err := j.Append(1, []byte(body))
-			if err == nil {
-				err = j.Wait(ticket)
-			}
-			if err == nil {
-				want = append(want, rec{p, 1, body})
-			}
-			return err
-		}
+		add := func(body string) error { return appendAcked(j, &want, body) }
 		for range perSegment {
 			require.NoError(t, add(body))
 		}
@@ -222,12 +218,7 @@ func TestJournalUndoesOnlyTheRecordsAfterARollInOneBatch(t *testing.T) {
 	j, _ := openJournal(t, dir, Options{SegmentSize: 4096, FS: faults})
 	body := fmt.Sprintf("%0300d", 0)
 	var want []rec
-	add := func() {
-		p, ticket, err := j.Append(1, []byte(body))
-		require.NoError(t, err)
-		require.NoError(t, j.Wait(ticket))
-		want = append(want, rec{p, 1, body})
-	}
+	add := func() { require.NoError(t, appendAcked(j, &want, body)) }
 	for range 11 {
 		add()
 	}
