@@ -405,10 +405,11 @@ func (o *Outbox) finish(typ byte, r obRecord, reason string) error {
 	if ticket == 0 {
 		return nil
 	}
-	if err := o.j.Wait(ticket); !errors.Is(err, journal.ErrNoSpace) {
+	err = o.j.Wait(ticket)
+	if !errors.Is(err, journal.ErrNoSpace) {
 		return o.wrapErr(err)
 	}
-	o.diskFull(journal.ErrNoSpace)
+	o.diskFull(err) // the mark is owed now
 	return nil
 }
 
