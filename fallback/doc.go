@@ -200,7 +200,10 @@
 // file is unlinked), and the owed records of its items are no longer
 // needed. A segment holding a dead letter is kept until the letter can be
 // copied forward. OpenOutbox frees delivered segments the same way before
-// it writes anything. Close reports owed records it could not write.
+// it writes anything, and opens on a full disk after a crash in the
+// middle of starting a new segment file (it removes the new, empty file
+// instead of finishing the old one). Close reports owed records it could
+// not write.
 //
 // Any other write failure, a failed fsync (whatever its error, since the
 // kernel may have dropped the pages) and a file that cannot be cut back

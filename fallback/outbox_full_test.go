@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -310,4 +311,84 @@ func TestOutboxOpensALogWithManySeqsAFullDiskUndid(t *testing.T) {
 	require.NoError(t, o.Close())
 	o = openOutbox(t, dir, fast)
 	assert.Equal(t, keys, drain(t, o), "delivered after reopening")
+}
+
+// crashInAMove fills an outbox in dir until it starts a third segment,
+// closes it, and leaves the files as a crash in that move would: the
+// second segment with its seal cut off, the third holding only its
+// header. The second segment's records end on a 4 KiB boundary, so the
+// seal would need a new block of the disk. It returns the keys still
+// pending.
+func crashInAMove(t *testing.T, dir string, opts OutboxOptions) []string {
+	t.Helper()
+	const page = 4096
+	opts.SegmentSize = 3 * page
+	o := openOutbox(t, dir, opts)
+	var keys []string
+	lastSize := func() int64 {
+		segs := segmentFiles(t, dir)
+		info, err := os.Stat(segs[len(segs)-1])
+		require.NoError(t, err)
+		return info.Size()
+	}
+	add := func(payload int64) int64 {
+		before := lastSize()
+		k := fmt.Sprintf("k%04d", len(keys))
+		enqueueAll(t, o, Item{Key: k, Stream: "s", Payload: make([]byte, payload)})
+		keys = append(keys, k)
+		return lastSize() - before
+	}
+	overhead := add(100) - 100
+	for len(o.j.Segments()) < 2 || lastSize() < 2*page-1024 {
+		add(100)
+	}
+	add(2*page - lastSize() - overhead)
+	require.Equal(t, int64(2*page), lastSize(), "second segment's records end on a block boundary")
+	add(2 * page) // does not fit: starts the third segment
+	require.NoError(t, o.Close())
+	segs := segmentFiles(t, dir)
+	require.Len(t, segs, 3)
+	info, err := os.Stat(segs[1])
+	require.NoError(t, err)
+	require.NoError(t, os.Truncate(segs[1], info.Size()-journal.RecordHeaderSize-4), "cut the seal off")
+	require.NoError(t, os.Truncate(segs[2], journal.SegmentHeaderSize), "empty the new segment")
+	return keys[:len(keys)-1] // the item that made the third segment goes with it
+}
+
+func TestOutboxOpensOnAFullDiskAfterACrashInAMoveToANewSegment(t *testing.T) {
+	// The crash came after the next segment was made and before the one
+	// before it was sealed; then the disk filled. The service must start,
+	// refuse new work with ErrDiskFull, and deliver what is queued.
+	ctx := context.Background()
+	faults := new(journal.FaultFS)
+	dir := t.TempDir()
+	keys := crashInAMove(t, dir, fast)
+	faults.LimitSpace(filesSize(t, dir))
+	opts := fullDisk(faults)
+	opts.SegmentSize = 3 * 4096 // as crashInAMove made them
+	o := openOutbox(t, dir, opts)
+	err := o.Enqueue(ctx, item("s", "refused"))
+	require.ErrorIs(t, err, ErrDiskFull, "Enqueue on the full disk")
+	assert.Equal(t, keys, drain(t, o), "delivered on the full disk")
+	require.NoError(t, o.Enqueue(ctx, item("s", "after")), "Enqueue after Replay freed the disk")
+	require.NoError(t, o.Close())
+	faults.LimitSpace(0)
+	o = openOutbox(t, dir, fast)
+	assert.Equal(t, []string{"after"}, drain(t, o), "pending after reopening")
+}
+
+// filesSize returns the bytes of the regular files in dir.
+func filesSize(t *testing.T, dir string) int64 {
+	t.Helper()
+	entries, err := os.ReadDir(dir)
+	require.NoError(t, err)
+	var n int64
+	for _, e := range entries {
+		info, err := e.Info()
+		require.NoError(t, err)
+		if info.Mode().IsRegular() {
+			n += info.Size()
+		}
+	}
+	return n
 }

@@ -67,3 +67,30 @@ func TestOutboxOnARealFullDisk(t *testing.T) {
 	assert.Equal(t, []string{"after"}, drain(t, o), "pending after reopening")
 	require.NoError(t, o.Close())
 }
+
+func TestOutboxOpensOnARealFullDiskAfterACrashInAMoveToANewSegment(t *testing.T) {
+	ctx := context.Background()
+	disk := smallDisk(t, 256<<10)
+	dir := disk + "/outbox"
+	keys := crashInAMove(t, dir, fast)
+	// Another file takes every byte left.
+	f, err := os.Create(disk + "/filler")
+	require.NoError(t, err)
+	for block := make([]byte, 4096); ; {
+		if _, err := f.Write(block); err != nil {
+			require.True(t, errors.Is(err, syscall.ENOSPC), "filling the disk: %v", err)
+			break
+		}
+	}
+	require.NoError(t, f.Close())
+
+	o, err := OpenOutbox(dir, fast)
+	require.NoError(t, err, "OpenOutbox on the full disk")
+	defer func() { o.Close() }()
+	err = o.Enqueue(ctx, Item{Key: "refused", Stream: "s", Payload: make([]byte, 4096)})
+	require.ErrorIs(t, err, ErrDiskFull, "Enqueue on the full disk")
+	require.NoError(t, os.Remove(disk+"/filler"))
+	require.NoError(t, o.Enqueue(ctx, item("s", "after")), "Enqueue once there is room")
+	assert.Equal(t, append(keys, "after"), drain(t, o), "delivered")
+	require.NoError(t, o.Close())
+}

@@ -68,6 +68,12 @@
 // The same tail rules apply to the segment before the last when the last
 // holds no records yet: a crash while the log moved on to a new segment
 // leaves the old one unsealed and perhaps torn, and Open cuts and seals it.
+// Where sealing it, or finishing the new segment's header that a crash
+// cut short, is refused for want of space, Open instead gives the old
+// segment the floor and removes the new one, which holds nothing, so the
+// old one is the last again. That needs no new space, so a service that
+// crashed in a move to a new segment on a full disk starts again without
+// a person.
 //
 // # Files
 //
@@ -115,7 +121,8 @@ var ErrLocked = errors.New("journal: directory is in use")
 
 // ErrNoSpace is wrapped, together with the file system's error, by the
 // errors that report a batch refused for want of space (ENOSPC or EDQUOT)
-// and then undone: see [Journal.NoSpace].
+// and then undone (see [Journal.NoSpace]), and by [Open]'s when a repair
+// it must make is refused so.
 var ErrNoSpace = errors.New("journal: no space left on device")
 
 // ErrFormat is returned by Open for segment files in a format this
@@ -275,7 +282,10 @@ type chunk struct {
 // if missing), checks it as the package documentation describes, calls fn
 // for every valid record in log order, repairs a torn tail, and starts the
 // writer goroutine. The body passed to fn is valid only during the call.
-// If fn returns an error, Open stops and returns it.
+// If fn returns an error, Open stops and returns it. If a repair, or the
+// first segment of a new log, is refused for want of space, the error
+// wraps [ErrNoSpace]; nothing is lost, and Open succeeds once there is
+// room.
 func Open(dir string, opts Options, fn func(p Pos, typ byte, body []byte) error) (*Journal, error) {
 	segSize := opts.SegmentSize
 	if segSize == 0 {
@@ -312,6 +322,9 @@ func Open(dir string, opts Options, fn func(p Pos, typ byte, body []byte) error)
 			j.wfile.Close()
 		}
 		dirf.Close()
+		if isNoSpace(err) && !errors.Is(err, ErrNoSpace) {
+			err = fmt.Errorf("%w: %w", ErrNoSpace, err)
+		}
 		return nil, err
 	}
 	j.cur, j.curSize = j.wseg, j.wsize

@@ -2,6 +2,7 @@ package journal
 
 import (
 	"fmt"
+	"os"
 	"syscall"
 	"testing"
 
@@ -298,4 +299,130 @@ func TestJournalFailsEveryRecordAfterTheUndoneOneInABatchOfManySegments(t *testi
 			assert.ErrorIs(t, j.Wait(ticket), ErrNoSpace, "record %d, in segment %d, once later ones are synced", i, segs[i])
 		}
 	}
+}
+
+// crashMidRoll writes records into 4 KiB segments up to segment 4, moves
+// the floor to 3, closes the journal and leaves the directory as a crash
+// in the move to segment 4 would: segment 3 with its seal cut off, and
+// segment 4 holding only its header (header is true) or a header cut
+// short. With a whole header the floor moves once segment 4 exists, so
+// that only its header holds it; a header cut short was never written,
+// so the floor moves while segment 3 is the current one. It returns the
+// records the directory still holds.
+func crashMidRoll(t *testing.T, dir string, header bool) []rec {
+	t.Helper()
+	j, _ := openJournal(t, dir, Options{SegmentSize: 4096})
+	var want []rec
+	moveAt := uint32(3)
+	if header {
+		moveAt = 4
+	}
+	moved := false
+	for i := 0; j.Current() < 4; i++ {
+		if j.Current() == moveAt && !moved {
+			require.NoError(t, j.RemoveBelow(3))
+			moved = true
+		}
+		require.NoError(t, appendAcked(j, &want, fmt.Sprintf("%03d %0296d", i, i)))
+	}
+	if !moved {
+		require.NoError(t, j.RemoveBelow(3))
+	}
+	require.NoError(t, j.Close())
+	paths := segPaths(t, dir)
+	require.Len(t, paths, 2, "segments 3 and 4")
+	st, err := os.Stat(paths[0])
+	require.NoError(t, err)
+	require.NoError(t, os.Truncate(paths[0], st.Size()-sealSize))
+	size := int64(SegmentHeaderSize)
+	if !header {
+		size = 5
+	}
+	require.NoError(t, os.Truncate(paths[1], size))
+	var kept []rec
+	for _, r := range want {
+		if r.pos.Segment() == 3 {
+			kept = append(kept, r)
+		}
+	}
+	return kept
+}
+
+// dirBytes returns the bytes of the regular files in dir.
+func dirBytes(t *testing.T, dir string) int64 {
+	t.Helper()
+	entries, err := os.ReadDir(dir)
+	require.NoError(t, err)
+	var n int64
+	for _, e := range entries {
+		info, err := e.Info()
+		require.NoError(t, err)
+		if info.Mode().IsRegular() {
+			n += info.Size()
+		}
+	}
+	return n
+}
+
+func TestOpenRecoversAnInterruptedRollOnAFullDisk(t *testing.T) {
+	// A crash in a move to a new segment leaves the old one unsealed and
+	// the new one empty or with its header cut short. Sealing the old one,
+	// or finishing the header, needs space; on a full disk Open takes the
+	// new, empty segment away instead, which needs none, and the service
+	// starts.
+	for _, header := range []bool{true, false} {
+		t.Run(fmt.Sprintf("header=%v", header), func(t *testing.T) {
+			dir := t.TempDir()
+			want := crashMidRoll(t, dir, header)
+			faults := new(FaultFS)
+			faults.LimitSpace(dirBytes(t, dir))
+			j, got := openJournal(t, dir, Options{SegmentSize: 4096, FS: faults})
+			require.Equal(t, want, got, "records opened on the full disk")
+			assert.Equal(t, []uint32{3}, j.Segments(), "segments once the empty one is gone")
+			require.NoError(t, j.Close())
+			j, got = openJournal(t, dir, Options{SegmentSize: 4096, FS: faults})
+			require.Equal(t, want, got, "records opened again on the full disk")
+			require.ErrorIs(t, appendAcked(j, new([]rec), "refused"), ErrNoSpace, "append on the full disk")
+			faults.LimitSpace(0)
+			j.Resume()
+			for i := 0; j.Current() < 5; i++ {
+				require.NoError(t, appendAcked(j, &want, fmt.Sprintf("after %03d %0290d", i, i)))
+			}
+			require.NoError(t, j.Close())
+			_, got = openJournal(t, dir, Options{SegmentSize: 4096})
+			require.Equal(t, want, got, "records after reopening with room")
+		})
+	}
+}
+
+func TestOpenOnAFullDiskFailsWithNoSpaceWhenItCannotRepairWithoutRoom(t *testing.T) {
+	// The last segment's header was cut short after its predecessor was
+	// sealed (as a file system that lost a synced write could leave it):
+	// the segment cannot be taken away, and finishing its header needs
+	// room. Open says so, changes nothing, and opens once there is room.
+	dir, _ := sampleLog(t, 20)
+	j, want := openJournal(t, dir, Options{SegmentSize: 4096})
+	require.NoError(t, j.Close())
+	paths := segPaths(t, dir)
+	lastPath := paths[len(paths)-1]
+	var kept []rec
+	for _, r := range want {
+		if r.pos.Segment() < uint32(len(paths)) {
+			kept = append(kept, r)
+		}
+	}
+	require.NoError(t, os.Truncate(lastPath, 3))
+	faults := new(FaultFS)
+	faults.LimitSpace(dirBytes(t, dir))
+	_, err := Open(dir, Options{SegmentSize: 4096, FS: faults}, func(Pos, byte, []byte) error { return nil })
+	require.ErrorIs(t, err, ErrNoSpace, "Open on the full disk")
+	require.ErrorIs(t, err, syscall.ENOSPC, "Open on the full disk")
+	assert.Equal(t, paths, segPaths(t, dir), "segments after the refused Open")
+	_, got := openJournal(t, dir, Options{SegmentSize: 4096})
+	assert.Equal(t, kept, got, "records once there is room")
+
+	// A new log on a full disk.
+	faults.LimitSpace(1)
+	_, err = Open(t.TempDir(), Options{FS: faults}, func(Pos, byte, []byte) error { return nil })
+	require.ErrorIs(t, err, ErrNoSpace, "Open of a new log on a full disk")
 }

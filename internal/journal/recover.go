@@ -38,32 +38,39 @@ func (j *Journal) recover(fn func(Pos, byte, []byte) error) error {
 	if err != nil {
 		return fmt.Errorf("journal: %w", err)
 	}
+	hasPrev := len(ids) > 1 && ids[len(ids)-2] == last-1
+	var unfinished error // why the last segment's cut-short header stays so
 	if st.Size() < SegmentHeaderSize {
 		// A crash while the segment was being created: nothing in it was
 		// ever written. Give it the header it was being given, with its
 		// predecessor's floor.
 		floor := last
-		if len(ids) > 1 && ids[len(ids)-2] == last-1 {
+		if hasPrev {
 			if floor, err = j.readFloor(last - 1); err != nil {
 				return err
 			}
 		}
 		if err := rewriteHeader(lf, last, floor); err != nil {
-			return err
-		}
-		if st, err = lf.Stat(); err != nil {
+			if !hasPrev || !isNoSpace(err) {
+				return err
+			}
+			// The disk is full. If its predecessor is unsealed, the
+			// segment is taken away below, which needs no space.
+			unfinished, j.floor = err, floor
+		} else if st, err = lf.Stat(); err != nil {
 			return fmt.Errorf("journal: %w", err)
 		}
 	}
-	hdr := make([]byte, SegmentHeaderSize)
-	if _, err := lf.ReadAt(hdr, 0); err != nil {
-		return fmt.Errorf("journal: read %s: %w", lf.Name(), err)
+	if unfinished == nil {
+		hdr := make([]byte, SegmentHeaderSize)
+		if _, err := lf.ReadAt(hdr, 0); err != nil {
+			return fmt.Errorf("journal: read %s: %w", lf.Name(), err)
+		}
+		if j.floor, err = j.decodeHeader(last, hdr); err != nil {
+			return err
+		}
 	}
-	floor, err := j.decodeHeader(last, hdr)
-	if err != nil {
-		return err
-	}
-	j.floor = floor
+	floor := j.floor
 	// Segments below the floor are left over from an interrupted removal.
 	removed := false
 	for len(ids) > 0 && ids[0] < floor {
@@ -82,7 +89,7 @@ func (j *Journal) recover(fn func(Pos, byte, []byte) error) error {
 			return j.corrupt(want, 0, "segment file is missing (the log needs segments %d to %d)", floor, last)
 		}
 	}
-	lastEmpty := st.Size() <= SegmentHeaderSize
+	lastEmpty := unfinished != nil || st.Size() <= SegmentHeaderSize
 	r := j.newScanReader()
 	var total, done int64
 	if j.scanned != nil {
@@ -92,6 +99,7 @@ func (j *Journal) recover(fn func(Pos, byte, []byte) error) error {
 			}
 		}
 	}
+	dropped := false
 	for i, id := range ids {
 		isLast := i == len(ids)-1
 		tailOK := isLast || i == len(ids)-2 && lastEmpty
@@ -101,6 +109,10 @@ func (j *Journal) recover(fn func(Pos, byte, []byte) error) error {
 				return fmt.Errorf("journal: %w", err)
 			}
 		}
+		if isLast && unfinished != nil {
+			// Its predecessor was sealed, so it cannot be taken away.
+			return unfinished
+		}
 		size, sealed, err := j.scan(f, id, tailOK, r, fn)
 		if err == nil && !isLast && !sealed {
 			if !tailOK {
@@ -108,7 +120,17 @@ func (j *Journal) recover(fn func(Pos, byte, []byte) error) error {
 			} else {
 				// The crash came after the next segment was created and
 				// before this one was sealed.
-				size, err = sealAt(f, size, id+1)
+				end := size
+				if unfinished == nil {
+					size, err = sealAt(f, end, id+1)
+				}
+				if unfinished != nil || isNoSpace(err) {
+					// The disk is full: take the empty next segment away
+					// instead, and write on in this one.
+					if err = j.dropLast(f, id, end); err == nil {
+						size, isLast, dropped = end, true, true
+					}
+				}
 			}
 		}
 		if err == nil && isLast && sealed {
@@ -128,7 +150,41 @@ func (j *Journal) recover(fn func(Pos, byte, []byte) error) error {
 			done += size
 			j.scanned(done, max(total, done))
 		}
+		if dropped {
+			break
+		}
 	}
+	return nil
+}
+
+// dropLast makes segment id, unsealed and open as f with its records
+// ending at end, the last one in place of the segment after it, which
+// holds no records: it cuts f back to end, gives it the floor from the
+// header of the segment it replaces, and removes that segment. None of
+// this needs new space on a file system that overwrites in place. A crash
+// part way leaves what Open started from, or its result. On success f is
+// the file being written; on failure the caller still owns it.
+func (j *Journal) dropLast(f File, id uint32, end int64) error {
+	if err := truncate(f, end); err != nil {
+		return err
+	}
+	if hdr := encodeHeader(id, j.floor); !headerIs(f, hdr) {
+		if _, err := f.WriteAt(hdr, 0); err != nil {
+			return fmt.Errorf("journal: write %s: %w", f.Name(), err)
+		}
+		if err := f.Sync(); err != nil {
+			return fmt.Errorf("journal: sync %s: %w", f.Name(), err)
+		}
+	}
+	j.wfile.Close()
+	j.wfile = nil
+	if err := j.fs.Remove(j.path(id + 1)); err != nil {
+		return fmt.Errorf("journal: %w", err)
+	}
+	if err := j.syncDir(); err != nil {
+		return err
+	}
+	j.wfile, j.wseg = f, id
 	return nil
 }
 
