@@ -424,7 +424,10 @@ func (o *Outbox) compact() error {
 	o.compactMu.Lock()
 	defer o.compactMu.Unlock()
 	ids := o.j.Segments()
-	cur := o.j.Current()
+	// Records not yet written may have moved Current on to a segment that
+	// a full disk then keeps from being made: the floor can only move to
+	// a segment known to be on disk.
+	cur := min(o.j.Current(), o.j.Durable().Segment())
 	if len(ids) == 0 || ids[0] >= cur {
 		return nil
 	}
