@@ -223,6 +223,7 @@ type Journal struct {
 	// cond is signalled (on mu) when a batch becomes durable or fails.
 	cond    sync.Cond
 	cur     uint32  // segment the next record goes to
+	top     uint32  // highest segment a record went to since Open, undone or not
 	curSize int64   // its size, including buffered records
 	buf     []chunk // appended records not yet handed to the writer
 	nrec    int     // number of records in buf
@@ -327,7 +328,7 @@ func Open(dir string, opts Options, fn func(p Pos, typ byte, body []byte) error)
 		}
 		return nil, err
 	}
-	j.cur, j.curSize = j.wseg, j.wsize
+	j.cur, j.curSize, j.top = j.wseg, j.wsize, j.wseg
 	j.durable = MakePos(j.cur, uint32(j.curSize))
 	j.floorDone = j.floor
 	go j.writer()
@@ -471,6 +472,7 @@ func (j *Journal) Append(typ byte, body []byte) (Pos, uint64, error) {
 	}
 	if j.curSize+n > j.segSize && j.curSize > int64(SegmentHeaderSize) {
 		j.cur++
+		j.top = max(j.top, j.cur)
 		j.curSize = int64(SegmentHeaderSize)
 		if len(j.buf) > 0 {
 			j.filling++
@@ -1012,18 +1014,18 @@ func (j *Journal) readRecord(f File, w *window, p Pos, size int64) (byte, []byte
 }
 
 // RemoveBelow deletes every segment numbered below floor, which must not
-// be above the current one. The caller guarantees that nothing in them is
-// needed any more. It first makes the new floor durable in the current
-// segment's header, then unlinks the files and syncs the directory once,
-// so that a crash part way leaves only files that Open recognises as
-// leftovers and deletes.
+// be above any segment [Journal.Current] has named since Open. The caller
+// guarantees that nothing in them is needed any more. It first makes the
+// new floor durable in the current segment's header, then unlinks the
+// files and syncs the directory once, so that a crash part way leaves
+// only files that Open recognises as leftovers and deletes.
 //
 // It needs no free space and works while the journal is stopped by
 // [Journal.NoSpace], which is how a full disk gets space back. If the
 // file system refuses even the header's rewrite for want of space (as a
 // copy-on-write one may), or a full disk undid the records that were to
-// create segment floor, it returns an error wrapping [ErrNoSpace] and
-// removes nothing.
+// create segment floor (before the call or during it), it returns an
+// error wrapping [ErrNoSpace] and removes nothing.
 func (j *Journal) RemoveBelow(floor uint32) error {
 	j.mu.Lock()
 	switch {
@@ -1034,7 +1036,10 @@ func (j *Journal) RemoveBelow(floor uint32) error {
 		err := j.err
 		j.mu.Unlock()
 		return err
-	case floor > j.cur:
+	case floor > j.top:
+		// A floor up to top may have been read from Current before a full
+		// disk undid the records that moved it there; the writer reports
+		// that as ErrNoSpace.
 		j.mu.Unlock()
 		return fmt.Errorf("journal: floor %d is above the current segment %d", floor, j.cur)
 	}

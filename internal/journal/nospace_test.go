@@ -426,3 +426,31 @@ func TestOpenOnAFullDiskFailsWithNoSpaceWhenItCannotRepairWithoutRoom(t *testing
 	_, err = Open(t.TempDir(), Options{FS: faults}, func(Pos, byte, []byte) error { return nil })
 	require.ErrorIs(t, err, ErrNoSpace, "Open of a new log on a full disk")
 }
+
+func TestJournalRemoveBelowASegmentAFullDiskKeptFromBeingMade(t *testing.T) {
+	// A record that would have started segment 3 moved Current to 3; the
+	// full disk undid it, and Current is 2 again. A floor of 3, asked for
+	// by a caller that read Current in between, is refused as the full
+	// disk's doing (ErrNoSpace), not as the caller's mistake, and the
+	// floor the disk allows then moves.
+	body := fmt.Sprintf("%0300d", 0)
+	const perSegment = (4096 - SegmentHeaderSize) / (RecordHeaderSize + 300)
+	faults := new(FaultFS)
+	j, _ := openJournal(t, t.TempDir(), Options{SegmentSize: 4096, FS: faults})
+	for range 2 * perSegment {
+		require.NoError(t, appendAcked(j, new([]rec), body))
+	}
+	require.Equal(t, []uint32{1, 2}, j.Segments(), "segments with two full")
+	faults.LimitSpace(j.Size())
+	_, ticket, err := j.Append(1, []byte(body))
+	require.NoError(t, err)
+	require.Equal(t, uint32(3), j.Current(), "Current while the record that starts segment 3 is pending")
+	require.ErrorIs(t, j.Wait(ticket), ErrNoSpace, "the record that starts segment 3")
+	require.Equal(t, uint32(2), j.Current(), "Current once it was undone")
+
+	require.ErrorIs(t, j.RemoveBelow(3), ErrNoSpace, "floor at the segment the disk kept from being made")
+	require.NoError(t, j.RemoveBelow(2), "floor at the current segment")
+	assert.Equal(t, []uint32{2}, j.Segments())
+	assert.Error(t, j.RemoveBelow(9), "a floor no record ever reached")
+	assert.NotErrorIs(t, j.RemoveBelow(9), ErrNoSpace, "a floor no record ever reached")
+}
