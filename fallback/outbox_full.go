@@ -179,13 +179,14 @@ func (o *Outbox) dropMarksBelowLocked(floor uint32) {
 
 // recordOwed waits for the marks appended so far, appending the owed ones
 // first, so that a Replay that ends has its deliveries recorded or knows
-// that a full disk keeps them off.
-func (o *Outbox) recordOwed() {
+// that a full disk keeps them off. It reports whether it wrote owed marks.
+func (o *Outbox) recordOwed() bool {
 	o.mu.Lock()
 	if len(o.marks) == 0 || o.closed {
 		o.mu.Unlock()
-		return
+		return false
 	}
+	owed := o.owed
 	err := o.payLocked()
 	ticket := o.marks[len(o.marks)-1].ticket
 	o.mu.Unlock()
@@ -196,6 +197,7 @@ func (o *Outbox) recordOwed() {
 	o.mu.Lock()
 	o.pruneMarksLocked()
 	o.mu.Unlock()
+	return owed && err == nil
 }
 
 // owes reports whether a full disk keeps marks off the disk.

@@ -384,10 +384,10 @@ func TestOutboxReplayFreesAFullDiskWhoseCurrentSegmentIsFull(t *testing.T) {
 	// the delivered segments. (Reopening with a smaller SegmentSize makes
 	// every append need a new segment; so does a segment filled to its
 	// size as the disk filled.) Whether a refused batch is pending when
-	// Replay compacts is timing: before the fix about one round in three
-	// kept segment 1, so eight rounds all but never miss it.
+	// Replay compacts is timing: before the fix twenty runs of twelve
+	// rounds all failed.
 	ctx := context.Background()
-	for round := range 8 {
+	for round := range 12 {
 		dir := t.TempDir()
 		big := fast
 		big.SegmentSize = 3 * 4096

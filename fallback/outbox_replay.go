@@ -145,7 +145,11 @@ func (rp *obReplay) run(ctx context.Context) error {
 		pending := o.Pending()
 		switch {
 		case pending == 0:
-			o.recordOwed()
+			// Writing the owed records may start new segments; the
+			// segments before them can go then.
+			if o.recordOwed() {
+				return o.compact()
+			}
 			return nil
 		case pending > rp.nheld:
 			// Items are pending but not yet durable: wait for the writer.
@@ -424,10 +428,7 @@ func (o *Outbox) compact() error {
 	o.compactMu.Lock()
 	defer o.compactMu.Unlock()
 	ids := o.j.Segments()
-	// Records not yet written may have moved Current on to a segment that
-	// a full disk then keeps from being made: the floor can only move to
-	// a segment known to be on disk.
-	cur := min(o.j.Current(), o.j.Durable().Segment())
+	cur := o.j.Current()
 	if len(ids) == 0 || ids[0] >= cur {
 		return nil
 	}
@@ -468,7 +469,17 @@ func (o *Outbox) compact() error {
 	if floor == ids[0] {
 		return nil
 	}
-	if err := o.j.RemoveBelow(floor); err != nil {
+	err = o.j.RemoveBelow(floor)
+	if last := o.j.Segments(); errors.Is(err, journal.ErrNoSpace) && floor > last[len(last)-1] {
+		// Records appended meanwhile had moved Current on to a segment
+		// that a full disk then kept from being made: move the floor as
+		// far as the segments on disk allow.
+		floor, err = last[len(last)-1], nil
+		if floor > ids[0] {
+			err = o.j.RemoveBelow(floor)
+		}
+	}
+	if err != nil {
 		if errors.Is(err, journal.ErrNoSpace) {
 			return nil // nothing was removed; a later compaction tries again
 		}
