@@ -441,10 +441,16 @@ func TestJournalRemoveBelowASegmentAFullDiskKeptFromBeingMade(t *testing.T) {
 		require.NoError(t, appendAcked(j, new([]rec), body))
 	}
 	require.Equal(t, []uint32{1, 2}, j.Segments(), "segments with two full")
-	faults.LimitSpace(j.Size())
+	// Room for segment 3's header, not for segment 2's seal: the move
+	// fails once the new header's sync, held here, returns.
+	faults.LimitSpace(j.Size() + SegmentHeaderSize)
+	release := make(chan struct{})
+	faults.HoldSyncs(release)
 	_, ticket, err := j.Append(1, []byte(body))
 	require.NoError(t, err)
 	require.Equal(t, uint32(3), j.Current(), "Current while the record that starts segment 3 is pending")
+	faults.HoldSyncs(nil)
+	close(release)
 	require.ErrorIs(t, j.Wait(ticket), ErrNoSpace, "the record that starts segment 3")
 	require.Equal(t, uint32(2), j.Current(), "Current once it was undone")
 
